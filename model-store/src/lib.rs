@@ -1,0 +1,1 @@
+//! Model download, verification, unpacking, caching and inspection.

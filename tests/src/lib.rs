@@ -1,0 +1,1 @@
+//! Test harness: local kube-apiserver, fake nodes and a fake kubelet.
