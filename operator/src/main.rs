@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-mod crd;
+use visionfleet_operator::crd;
 
 /// Kubernetes operator that rolls VisionModels out to edge nodes.
 #[derive(Debug, Parser)]
