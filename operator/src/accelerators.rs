@@ -40,10 +40,16 @@ pub struct AcceleratorMapping(BTreeMap<Accelerator, DeviceMapping>);
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error("cannot read accelerator mapping {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 
     #[error("accelerator mapping {path} is invalid: {source}")]
-    Parse { path: String, source: serde_norway::Error },
+    Parse {
+        path: String,
+        source: serde_norway::Error,
+    },
 
     #[error("accelerator mapping {path} maps CPU, which every node has: remove that entry")]
     MapsCpu { path: String },
@@ -90,8 +96,8 @@ impl AcceleratorMapping {
             path: shown.clone(),
             source,
         })?;
-        let overrides: BTreeMap<Accelerator, DeviceMapping> =
-            serde_norway::from_str(&text).map_err(|source| MappingError::Parse {
+        let overrides: BTreeMap<Accelerator, DeviceMapping> = serde_norway::from_str(&text)
+            .map_err(|source| MappingError::Parse {
                 path: shown.clone(),
                 source,
             })?;
@@ -128,13 +134,26 @@ mod tests {
     #[test]
     fn file_overrides_one_device() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), "GPU:\n  nodeLabel: example.com/igpu\n  resource: example.com/gpu\n").unwrap();
+        std::fs::write(
+            file.path(),
+            "GPU:\n  nodeLabel: example.com/igpu\n  resource: example.com/gpu\n",
+        )
+        .unwrap();
 
         let mapping = AcceleratorMapping::from_file(file.path()).unwrap();
 
-        assert_eq!(mapping.get(Accelerator::Gpu).unwrap().node_label, "example.com/igpu");
-        assert_eq!(mapping.get(Accelerator::Gpu).unwrap().node_label_value, None);
-        assert_eq!(mapping.get(Accelerator::Myriad), AcceleratorMapping::default().get(Accelerator::Myriad));
+        assert_eq!(
+            mapping.get(Accelerator::Gpu).unwrap().node_label,
+            "example.com/igpu"
+        );
+        assert_eq!(
+            mapping.get(Accelerator::Gpu).unwrap().node_label_value,
+            None
+        );
+        assert_eq!(
+            mapping.get(Accelerator::Myriad),
+            AcceleratorMapping::default().get(Accelerator::Myriad)
+        );
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod build;
 pub mod crd;
 pub mod names;
 pub mod settings;
+pub mod status;

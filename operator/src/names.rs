@@ -38,7 +38,10 @@ mod tests {
 
     #[test]
     fn short_name_unchanged() {
-        assert_eq!(fit("shelf-detection-agent-gpu", MAX_DAEMONSET_NAME), "shelf-detection-agent-gpu");
+        assert_eq!(
+            fit("shelf-detection-agent-gpu", MAX_DAEMONSET_NAME),
+            "shelf-detection-agent-gpu"
+        );
     }
 
     #[test]
@@ -49,12 +52,18 @@ mod tests {
 
         assert_eq!(name.len(), MAX_DAEMONSET_NAME);
         assert!(name.starts_with("aaaa"));
-        assert_ne!(name, fit(&format!("{}-agent-cpu", "a".repeat(80)), MAX_DAEMONSET_NAME));
+        assert_ne!(
+            name,
+            fit(&format!("{}-agent-cpu", "a".repeat(80)), MAX_DAEMONSET_NAME)
+        );
     }
 
     #[test]
     fn cut_never_ends_prefix_with_dash() {
-        let name = fit(&format!("{}-{}", "a".repeat(53), "b".repeat(20)), MAX_DAEMONSET_NAME);
+        let name = fit(
+            &format!("{}-{}", "a".repeat(53), "b".repeat(20)),
+            MAX_DAEMONSET_NAME,
+        );
 
         assert!(!name.contains("--"), "{name}");
     }

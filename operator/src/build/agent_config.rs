@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use visionfleet_api::agent_config::{
-    AGENT_CONFIG_API_VERSION, AGENT_CONFIG_FILE, AGENT_CONFIG_KIND, AgentModel, AgentOutput, AgentSink, AgentSource, ObjectName,
+    AGENT_CONFIG_API_VERSION, AGENT_CONFIG_FILE, AGENT_CONFIG_KIND, AgentModel, AgentOutput,
+    AgentSink, AgentSource, ObjectName,
 };
 use visionfleet_api::{AgentConfig, OutputSink, VisionModel};
 
@@ -27,8 +28,15 @@ pub fn agent_config(model: &VisionModel, verified: &VerifiedModel) -> AgentConfi
         },
         model: AgentModel {
             url: spec.model.url.clone(),
-            url_file: spec.model.url_from.as_ref().map(|_| SecretMount::ModelUrl.path().join("url")),
-            sha256: verified.sha256.clone().or_else(|| spec.model.sha256.clone()),
+            url_file: spec
+                .model
+                .url_from
+                .as_ref()
+                .map(|_| SecretMount::ModelUrl.path().join("url")),
+            sha256: verified
+                .sha256
+                .clone()
+                .or_else(|| spec.model.sha256.clone()),
             format: spec.model.format,
             labels: spec.model.labels.clone(),
         },
@@ -37,13 +45,23 @@ pub fn agent_config(model: &VisionModel, verified: &VerifiedModel) -> AgentConfi
             camera: spec.source.camera.clone(),
             url: spec.source.url.clone(),
             file: spec.source.file.clone(),
-            credentials_dir: spec.source.credentials_secret.as_ref().map(|_| SecretMount::SourceCredentials.path()),
+            credentials_dir: spec
+                .source
+                .credentials_secret
+                .as_ref()
+                .map(|_| SecretMount::SourceCredentials.path()),
             node_override_annotation: spec.source.node_override_annotation.clone(),
             max_fps: spec.source.max_fps,
         },
         inference: spec.inference.clone(),
         output: AgentOutput {
-            sinks: spec.output.sinks.iter().enumerate().map(|(index, sink)| agent_sink(index, sink)).collect(),
+            sinks: spec
+                .output
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(index, sink)| agent_sink(index, sink))
+                .collect(),
             messages_per_minute: spec.output.messages_per_minute,
         },
     }
@@ -55,7 +73,10 @@ fn agent_sink(index: usize, sink: &OutputSink) -> AgentSink {
         path: sink.path.clone(),
         url: sink.url.clone(),
         topic: sink.topic.clone(),
-        credentials_dir: sink.credentials_secret.as_ref().map(|_| SecretMount::SinkCredentials(index).path()),
+        credentials_dir: sink
+            .credentials_secret
+            .as_ref()
+            .map(|_| SecretMount::SinkCredentials(index).path()),
     }
 }
 
@@ -72,7 +93,10 @@ pub fn config_map(model: &VisionModel, config_json: &str, config_hash: &str) -> 
             name: Some(name),
             ..object_meta(model, None)
         },
-        data: Some(BTreeMap::from([(AGENT_CONFIG_FILE.to_owned(), config_json.to_owned())])),
+        data: Some(BTreeMap::from([(
+            AGENT_CONFIG_FILE.to_owned(),
+            config_json.to_owned(),
+        )])),
         immutable: Some(true),
         ..ConfigMap::default()
     }

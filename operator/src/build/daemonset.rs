@@ -3,11 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
+};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -30,11 +33,19 @@ const AGENT_UID: i64 = 65532;
 const VIDEO_GID: i64 = 44;
 
 /// Builds the DaemonSet that runs the agent on one variant's nodes.
-pub fn daemon_set(model: &VisionModel, variant: &Variant, config_hash: &str, settings: &AgentSettings) -> DaemonSet {
+pub fn daemon_set(
+    model: &VisionModel,
+    variant: &Variant,
+    config_hash: &str,
+    settings: &AgentSettings,
+) -> DaemonSet {
     let name = daemon_set_name(model, variant.device);
     let selector_labels = BTreeMap::from([
         (VISION_MODEL_LABEL.to_owned(), vision_model_label(model)),
-        (DEVICE_VARIANT_LABEL.to_owned(), variant.device.as_str().to_lowercase()),
+        (
+            DEVICE_VARIANT_LABEL.to_owned(),
+            variant.device.as_str().to_lowercase(),
+        ),
     ]);
     let metadata = object_meta(model, Some(variant));
 
@@ -58,7 +69,10 @@ pub fn daemon_set(model: &VisionModel, variant: &Variant, config_hash: &str, set
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: metadata.labels,
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())])),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash.to_owned(),
+                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(model, variant, config_hash, settings)),
@@ -72,10 +86,18 @@ pub fn daemon_set(model: &VisionModel, variant: &Variant, config_hash: &str, set
 /// Returns the DaemonSet name of a VisionModel's device variant.
 pub fn daemon_set_name(model: &VisionModel, device: Accelerator) -> String {
     let name = model.metadata.name.as_deref().unwrap_or_default();
-    names::fit(&format!("{name}-agent-{}", device.as_str().to_lowercase()), names::MAX_DAEMONSET_NAME)
+    names::fit(
+        &format!("{name}-agent-{}", device.as_str().to_lowercase()),
+        names::MAX_DAEMONSET_NAME,
+    )
 }
 
-fn pod_spec(model: &VisionModel, variant: &Variant, config_hash: &str, settings: &AgentSettings) -> PodSpec {
+fn pod_spec(
+    model: &VisionModel,
+    variant: &Variant,
+    config_hash: &str,
+    settings: &AgentSettings,
+) -> PodSpec {
     let (volumes, volume_mounts) = volumes(model, config_hash, settings);
 
     PodSpec {
@@ -84,7 +106,8 @@ fn pod_spec(model: &VisionModel, variant: &Variant, config_hash: &str, settings:
             node_affinity: Some(node_affinity(variant)),
             ..Affinity::default()
         }),
-        tolerations: Some(model.spec.agent.tolerations.clone()).filter(|tolerations| !tolerations.is_empty()),
+        tolerations: Some(model.spec.agent.tolerations.clone())
+            .filter(|tolerations| !tolerations.is_empty()),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(AGENT_UID),
@@ -99,9 +122,20 @@ fn pod_spec(model: &VisionModel, variant: &Variant, config_hash: &str, settings:
         }),
         containers: vec![Container {
             name: "agent".to_owned(),
-            image: Some(model.spec.agent.image.clone().unwrap_or_else(|| settings.image.clone())),
+            image: Some(
+                model
+                    .spec
+                    .agent
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| settings.image.clone()),
+            ),
             image_pull_policy: Some(settings.image_pull_policy.clone()),
-            args: Some(vec!["serve".to_owned(), "--config".to_owned(), config_path().display().to_string()]),
+            args: Some(vec![
+                "serve".to_owned(),
+                "--config".to_owned(),
+                config_path().display().to_string(),
+            ]),
             env: Some(downward_api_env()),
             ports: Some(vec![ContainerPort {
                 name: Some("http".to_owned()),
@@ -124,20 +158,24 @@ fn pod_spec(model: &VisionModel, variant: &Variant, config_hash: &str, settings:
 /// The agent learns its node and pod from the downward API, so it can read
 /// its node's override annotation and report its state on its own pod.
 fn downward_api_env() -> Vec<EnvVar> {
-    [("NODE_NAME", "spec.nodeName"), ("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")]
-        .into_iter()
-        .map(|(name, field)| EnvVar {
-            name: name.to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: field.to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
+    [
+        ("NODE_NAME", "spec.nodeName"),
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ]
+    .into_iter()
+    .map(|(name, field)| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field.to_owned(),
+                ..ObjectFieldSelector::default()
             }),
-            ..EnvVar::default()
-        })
-        .collect()
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    })
+    .collect()
 }
 
 /// Probes the agent's named `http` port. The liveness probe starts late
@@ -160,15 +198,33 @@ fn http_probe(path: &str, period_seconds: i32, initial_delay_seconds: i32) -> Pr
 
 /// Adds one unit of the variant's device-plugin resource, and of the camera
 /// resource when the cluster has one, to the user's requests and limits.
-fn resources(model: &VisionModel, variant: &Variant, settings: &AgentSettings) -> ResourceRequirements {
+fn resources(
+    model: &VisionModel,
+    variant: &Variant,
+    settings: &AgentSettings,
+) -> ResourceRequirements {
     let mut resources = model.spec.agent.resources.clone().unwrap_or_default();
 
-    let device_resource = variant.mapping.as_ref().and_then(|mapping| mapping.resource.clone());
-    let camera_resource = model.spec.source.camera.as_ref().and(settings.camera_resource.clone());
+    let device_resource = variant
+        .mapping
+        .as_ref()
+        .and_then(|mapping| mapping.resource.clone());
+    let camera_resource = model
+        .spec
+        .source
+        .camera
+        .as_ref()
+        .and(settings.camera_resource.clone());
 
     for resource in device_resource.into_iter().chain(camera_resource) {
-        resources.limits.get_or_insert_with(BTreeMap::new).insert(resource.clone(), Quantity("1".to_owned()));
-        resources.requests.get_or_insert_with(BTreeMap::new).insert(resource, Quantity("1".to_owned()));
+        resources
+            .limits
+            .get_or_insert_with(BTreeMap::new)
+            .insert(resource.clone(), Quantity("1".to_owned()));
+        resources
+            .requests
+            .get_or_insert_with(BTreeMap::new)
+            .insert(resource, Quantity("1".to_owned()));
     }
     resources
 }
@@ -203,7 +259,11 @@ fn container_security(device: Accelerator) -> SecurityContext {
     }
 }
 
-fn volumes(model: &VisionModel, config_hash: &str, settings: &AgentSettings) -> (Vec<Volume>, Vec<VolumeMount>) {
+fn volumes(
+    model: &VisionModel,
+    config_hash: &str,
+    settings: &AgentSettings,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
     let spec = &model.spec;
     let mut set = VolumeSet::default();
 
@@ -219,7 +279,11 @@ fn volumes(model: &VisionModel, config_hash: &str, settings: &AgentSettings) -> 
         mounts::CONFIG,
         true,
     );
-    set.add(host_path("cache", &settings.node_cache_path, "DirectoryOrCreate"), mounts::CACHE, false);
+    set.add(
+        host_path("cache", &settings.node_cache_path, "DirectoryOrCreate"),
+        mounts::CACHE,
+        false,
+    );
     set.add(
         Volume {
             name: "tmp".to_owned(),
@@ -234,7 +298,11 @@ fn volumes(model: &VisionModel, config_hash: &str, settings: &AgentSettings) -> 
     );
 
     if let Some(url_from) = &spec.model.url_from {
-        set.add_secret(SecretMount::ModelUrl, &url_from.name, Some((&url_from.key, "url")));
+        set.add_secret(
+            SecretMount::ModelUrl,
+            &url_from.name,
+            Some((&url_from.key, "url")),
+        );
     }
     if let Some(secret) = &spec.source.credentials_secret {
         set.add_secret(SecretMount::SourceCredentials, secret, None);
@@ -254,11 +322,22 @@ fn volumes(model: &VisionModel, config_hash: &str, settings: &AgentSettings) -> 
         set.add(host_path("camera", camera, "CharDevice"), camera, false);
     }
     if let Some(file) = &spec.source.file {
-        let folder = Path::new(file).parent().map(|parent| parent.display().to_string()).unwrap_or_else(|| "/".to_owned());
-        set.add(host_path("source-files", &folder, "Directory"), &folder, true);
+        let folder = Path::new(file)
+            .parent()
+            .map(|parent| parent.display().to_string())
+            .unwrap_or_else(|| "/".to_owned());
+        set.add(
+            host_path("source-files", &folder, "Directory"),
+            &folder,
+            true,
+        );
     }
     if spec.accelerator.preference.contains(&Accelerator::Myriad) {
-        set.add(host_path("usb", "/dev/bus/usb", "Directory"), "/dev/bus/usb", false);
+        set.add(
+            host_path("usb", "/dev/bus/usb", "Directory"),
+            "/dev/bus/usb",
+            false,
+        );
     }
 
     (set.volumes, set.mounts)

@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use visionfleet_api::VisionModel;
-use visionfleet_api::labels::{AGENT_COMPONENT, COMPONENT_LABEL, MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER, VISION_MODEL_LABEL};
+use visionfleet_api::labels::{
+    AGENT_COMPONENT, COMPONENT_LABEL, MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER, VISION_MODEL_LABEL,
+};
 
 pub use agent_config::{agent_config, config_map_name};
 pub use placement::{Variant, variants};
@@ -82,31 +84,61 @@ pub struct DesiredObjects {
 }
 
 /// Builds the desired objects of a VisionModel.
-pub fn desired(model: &VisionModel, verified: &VerifiedModel, settings: &AgentSettings) -> DesiredObjects {
+pub fn desired(
+    model: &VisionModel,
+    verified: &VerifiedModel,
+    settings: &AgentSettings,
+) -> DesiredObjects {
     let config_json = agent_config(model, verified).to_json();
     let config_hash = names::short_hash(config_json.as_bytes(), 64);
     let config_map = with_build_hash(agent_config::config_map(model, &config_json, &config_hash));
 
-    let daemon_sets = variants(&model.spec.node_selector, &model.spec.accelerator, &settings.accelerators)
-        .iter()
-        .map(|variant| with_build_hash(daemonset::daemon_set(model, variant, &config_hash, settings)))
-        .collect();
+    let daemon_sets = variants(
+        &model.spec.node_selector,
+        &model.spec.accelerator,
+        &settings.accelerators,
+    )
+    .iter()
+    .map(|variant| {
+        with_build_hash(daemonset::daemon_set(
+            model,
+            variant,
+            &config_hash,
+            settings,
+        ))
+    })
+    .collect();
 
-    DesiredObjects { config_map, daemon_sets }
+    DesiredObjects {
+        config_map,
+        daemon_sets,
+    }
 }
 
 /// Returns the label value naming a VisionModel, fitted to 63 characters.
 pub fn vision_model_label(model: &VisionModel) -> String {
-    names::fit(model.metadata.name.as_deref().unwrap_or_default(), names::MAX_LABEL_VALUE)
+    names::fit(
+        model.metadata.name.as_deref().unwrap_or_default(),
+        names::MAX_LABEL_VALUE,
+    )
 }
 
 /// Returns the labels every generated object carries.
 pub fn common_labels(model: &VisionModel) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "visionfleet-agent".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), vision_model_label(model)),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "visionfleet-agent".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            vision_model_label(model),
+        ),
         (COMPONENT_LABEL.to_owned(), AGENT_COMPONENT.to_owned()),
-        (MANAGED_BY_LABEL.to_owned(), OPERATOR_FIELD_MANAGER.to_owned()),
+        (
+            MANAGED_BY_LABEL.to_owned(),
+            OPERATOR_FIELD_MANAGER.to_owned(),
+        ),
         (VISION_MODEL_LABEL.to_owned(), vision_model_label(model)),
     ])
 }
@@ -117,7 +149,10 @@ pub fn common_labels(model: &VisionModel) -> BTreeMap<String, String> {
 fn object_meta(model: &VisionModel, variant: Option<&Variant>) -> ObjectMeta {
     let mut labels = common_labels(model);
     if let Some(variant) = variant {
-        labels.insert(DEVICE_VARIANT_LABEL.to_owned(), variant.device.as_str().to_lowercase());
+        labels.insert(
+            DEVICE_VARIANT_LABEL.to_owned(),
+            variant.device.as_str().to_lowercase(),
+        );
     }
 
     ObjectMeta {
@@ -133,13 +168,22 @@ fn with_build_hash<K: Resource + serde::Serialize>(mut object: K) -> K {
     // Serializing a k8s-openapi object cannot fail.
     let content = serde_json::to_vec(&object).unwrap_or_default();
     let hash = names::short_hash(&content, 16);
-    object.meta_mut().annotations.get_or_insert_with(BTreeMap::new).insert(BUILD_HASH_ANNOTATION.to_owned(), hash);
+    object
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(BUILD_HASH_ANNOTATION.to_owned(), hash);
     object
 }
 
 /// Returns the build hash an object carries, if any.
 pub fn build_hash<K: Resource>(object: &K) -> Option<&str> {
-    object.meta().annotations.as_ref()?.get(BUILD_HASH_ANNOTATION).map(String::as_str)
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(BUILD_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 #[cfg(test)]
@@ -184,15 +228,34 @@ spec:
     }
 
     fn agent_container(daemon_set: &DaemonSet) -> &Container {
-        &daemon_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        &daemon_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
     }
 
     #[test]
     fn one_daemonset_per_device_variant() {
         let desired = desired(&model(SHELF), &verified(), &AgentSettings::default());
 
-        let names: Vec<_> = desired.daemon_sets.iter().map(|ds| ds.metadata.name.clone().unwrap()).collect();
-        assert_eq!(names, ["shelf-detection-agent-myriad", "shelf-detection-agent-gpu", "shelf-detection-agent-cpu"]);
+        let names: Vec<_> = desired
+            .daemon_sets
+            .iter()
+            .map(|ds| ds.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "shelf-detection-agent-myriad",
+                "shelf-detection-agent-gpu",
+                "shelf-detection-agent-cpu"
+            ]
+        );
     }
 
     #[test]
@@ -250,17 +313,35 @@ securityContext:
             pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
             expected["nodeSelectorTerms"]
         );
-        assert_eq!(pod["containers"][0]["resources"]["limits"], expected["limits"]);
-        assert_eq!(pod["containers"][0]["securityContext"], expected["securityContext"]);
+        assert_eq!(
+            pod["containers"][0]["resources"]["limits"],
+            expected["limits"]
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            expected["securityContext"]
+        );
     }
 
     #[test]
     fn agent_learns_node_from_downward_api() {
         let desired = desired(&model(SHELF), &verified(), &AgentSettings::default());
-        let env = agent_container(&desired.daemon_sets[0]).env.clone().unwrap();
+        let env = agent_container(&desired.daemon_sets[0])
+            .env
+            .clone()
+            .unwrap();
 
         let node = env.iter().find(|var| var.name == "NODE_NAME").unwrap();
-        assert_eq!(node.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
+        assert_eq!(
+            node.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "spec.nodeName"
+        );
         assert!(env.iter().any(|var| var.name == "POD_NAME"));
     }
 
@@ -275,11 +356,24 @@ securityContext:
         let desired = desired(&model, &verified(), &AgentSettings::default());
         let config_json = &desired.config_map.data.as_ref().unwrap()[AGENT_CONFIG_FILE];
         let config = AgentConfig::from_json(config_json).unwrap();
-        let pod = desired.daemon_sets[2].spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let pod = desired.daemon_sets[2]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
 
         assert_eq!(config.model.url, None);
-        assert_eq!(config.model.url_file.unwrap().display().to_string(), "/var/run/visionfleet/model-url/url");
-        assert_eq!(config.source.credentials_dir.unwrap().display().to_string(), "/var/run/visionfleet/source-credentials");
+        assert_eq!(
+            config.model.url_file.unwrap().display().to_string(),
+            "/var/run/visionfleet/model-url/url"
+        );
+        assert_eq!(
+            config.source.credentials_dir.unwrap().display().to_string(),
+            "/var/run/visionfleet/source-credentials"
+        );
         let secret_names: Vec<_> = pod
             .volumes
             .iter()
@@ -287,14 +381,18 @@ securityContext:
             .filter_map(|volume| volume.secret.as_ref())
             .map(|secret| secret.secret_name.clone().unwrap())
             .collect();
-        assert_eq!(secret_names, ["shelf-model", "shelf-camera", "broker-login"]);
+        assert_eq!(
+            secret_names,
+            ["shelf-model", "shelf-camera", "broker-login"]
+        );
         assert!(!config_json.contains("sas-url"));
     }
 
     #[test]
     fn config_pins_verified_digest() {
         let desired = desired(&model(SHELF), &verified(), &AgentSettings::default());
-        let config = AgentConfig::from_json(&desired.config_map.data.unwrap()[AGENT_CONFIG_FILE]).unwrap();
+        let config =
+            AgentConfig::from_json(&desired.config_map.data.unwrap()[AGENT_CONFIG_FILE]).unwrap();
 
         assert_eq!(config.model.sha256, Some("ab".repeat(32)));
     }
@@ -312,12 +410,24 @@ securityContext:
         );
 
         let hash = |objects: &DesiredObjects| {
-            objects.daemon_sets[0].spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-                [visionfleet_api::labels::CONFIG_HASH_ANNOTATION]
+            objects.daemon_sets[0]
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[visionfleet_api::labels::CONFIG_HASH_ANNOTATION]
                 .clone()
         };
         assert_ne!(hash(&before), hash(&after));
-        assert_ne!(before.config_map.metadata.name, after.config_map.metadata.name);
+        assert_ne!(
+            before.config_map.metadata.name,
+            after.config_map.metadata.name
+        );
         assert_eq!(after.config_map.immutable, Some(true));
     }
 
@@ -327,7 +437,10 @@ securityContext:
         let first = desired(&model(SHELF), &verified(), &settings);
         let second = desired(&model(SHELF), &verified(), &settings);
 
-        assert_eq!(build_hash(&first.daemon_sets[0]), build_hash(&second.daemon_sets[0]));
+        assert_eq!(
+            build_hash(&first.daemon_sets[0]),
+            build_hash(&second.daemon_sets[0])
+        );
         assert!(build_hash(&first.config_map).is_some());
     }
 
@@ -337,10 +450,25 @@ securityContext:
         let myriad = agent_container(&desired.daemon_sets[0]);
         let cpu = agent_container(&desired.daemon_sets[2]);
 
-        assert_eq!(myriad.security_context.as_ref().unwrap().privileged, Some(true));
-        assert!(myriad.volume_mounts.iter().flatten().any(|mount| mount.mount_path == "/dev/bus/usb"));
+        assert_eq!(
+            myriad.security_context.as_ref().unwrap().privileged,
+            Some(true)
+        );
+        assert!(
+            myriad
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|mount| mount.mount_path == "/dev/bus/usb")
+        );
         assert_eq!(cpu.security_context.as_ref().unwrap().privileged, None);
-        assert_eq!(cpu.security_context.as_ref().unwrap().allow_privilege_escalation, Some(false));
+        assert_eq!(
+            cpu.security_context
+                .as_ref()
+                .unwrap()
+                .allow_privilege_escalation,
+            Some(false)
+        );
     }
 
     #[test]
@@ -356,18 +484,38 @@ securityContext:
                 assert!(value.len() <= names::MAX_LABEL_VALUE, "{value}");
             }
         }
-        assert!(desired.config_map.metadata.name.as_ref().unwrap().len() <= names::MAX_CONFIGMAP_NAME);
+        assert!(
+            desired.config_map.metadata.name.as_ref().unwrap().len() <= names::MAX_CONFIGMAP_NAME
+        );
     }
 
     #[test]
     fn camera_source_mounts_device() {
-        let model = model(&SHELF.replace("url: rtsp://camera.store.local:554/stream1", "camera: /dev/video2"));
+        let model = model(&SHELF.replace(
+            "url: rtsp://camera.store.local:554/stream1",
+            "camera: /dev/video2",
+        ));
 
         let desired = desired(&model, &verified(), &AgentSettings::default());
-        let pod = desired.daemon_sets[2].spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let pod = desired.daemon_sets[2]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
 
-        let camera = pod.volumes.iter().flatten().find(|volume| volume.name == "camera").unwrap();
+        let camera = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|volume| volume.name == "camera")
+            .unwrap();
         assert_eq!(camera.host_path.as_ref().unwrap().path, "/dev/video2");
-        assert_eq!(pod.security_context.as_ref().unwrap().supplemental_groups, Some(vec![44]));
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().supplemental_groups,
+            Some(vec![44])
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! preferred before it. The CPU variant, when the spec allows it, takes the
 //! nodes that have none of the preferred devices.
 
-use k8s_openapi::api::core::v1::{NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use visionfleet_api::{Accelerator, AcceleratorSpec};
 
@@ -27,7 +29,11 @@ pub struct Variant {
 }
 
 /// Splits the selected nodes into one variant per usable device, in preference order.
-pub fn variants(selector: &LabelSelector, accelerator: &AcceleratorSpec, mapping: &AcceleratorMapping) -> Vec<Variant> {
+pub fn variants(
+    selector: &LabelSelector,
+    accelerator: &AcceleratorSpec,
+    mapping: &AcceleratorMapping,
+) -> Vec<Variant> {
     let base = selector_requirements(selector);
     let mut earlier: Vec<&DeviceMapping> = Vec::new();
     let mut variants = Vec::new();
@@ -84,17 +90,29 @@ fn cpu_variant(base: &[NodeSelectorRequirement], earlier: &[&DeviceMapping]) -> 
 /// the same operators (`In`, `NotIn`, `Exists`, `DoesNotExist`), and a
 /// `matchLabels` entry is an `In` with one value.
 fn selector_requirements(selector: &LabelSelector) -> Vec<NodeSelectorRequirement> {
-    let labels = selector.match_labels.iter().flatten().map(|(key, value)| NodeSelectorRequirement {
-        key: key.clone(),
-        operator: "In".to_owned(),
-        values: Some(vec![value.clone()]),
-    });
+    let labels =
+        selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(key, value)| NodeSelectorRequirement {
+                key: key.clone(),
+                operator: "In".to_owned(),
+                values: Some(vec![value.clone()]),
+            });
 
-    let expressions = selector.match_expressions.iter().flatten().map(|expression| NodeSelectorRequirement {
-        key: expression.key.clone(),
-        operator: expression.operator.clone(),
-        values: expression.values.clone().filter(|values| !values.is_empty()),
-    });
+    let expressions = selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .map(|expression| NodeSelectorRequirement {
+            key: expression.key.clone(),
+            operator: expression.operator.clone(),
+            values: expression
+                .values
+                .clone()
+                .filter(|values| !values.is_empty()),
+        });
 
     labels.chain(expressions).collect()
 }
@@ -140,9 +158,14 @@ mod tests {
             .requirements
             .iter()
             .map(|requirement| {
-                format!("{} {} {}", requirement.key, requirement.operator, requirement.values.clone().unwrap_or_default().join(","))
-                    .trim_end()
-                    .to_owned()
+                format!(
+                    "{} {} {}",
+                    requirement.key,
+                    requirement.operator,
+                    requirement.values.clone().unwrap_or_default().join(",")
+                )
+                .trim_end()
+                .to_owned()
             })
             .collect()
     }
@@ -150,14 +173,19 @@ mod tests {
     #[test]
     fn cpu_only_uses_selector() {
         let variants = variants(
-            &selector("matchLabels: {site: plant-7}\nmatchExpressions:\n- {key: zone, operator: NotIn, values: [a]}\n- {key: camera, operator: Exists}"),
+            &selector(
+                "matchLabels: {site: plant-7}\nmatchExpressions:\n- {key: zone, operator: NotIn, values: [a]}\n- {key: camera, operator: Exists}",
+            ),
             &AcceleratorSpec::default(),
             &AcceleratorMapping::default(),
         );
 
         assert_eq!(variants.len(), 1);
         assert_eq!(variants[0].device, Accelerator::Cpu);
-        assert_eq!(rendered(&variants[0]), ["site In plant-7", "zone NotIn a", "camera Exists"]);
+        assert_eq!(
+            rendered(&variants[0]),
+            ["site In plant-7", "zone NotIn a", "camera Exists"]
+        );
     }
 
     #[test]
@@ -169,7 +197,10 @@ mod tests {
         );
 
         let devices: Vec<_> = variants.iter().map(|variant| variant.device).collect();
-        assert_eq!(devices, [Accelerator::Myriad, Accelerator::Gpu, Accelerator::Cpu]);
+        assert_eq!(
+            devices,
+            [Accelerator::Myriad, Accelerator::Gpu, Accelerator::Cpu]
+        );
         assert_eq!(
             rendered(&variants[1]),
             [
@@ -190,20 +221,39 @@ mod tests {
 
     #[test]
     fn fallback_adds_cpu_variant() {
-        let with = variants(&LabelSelector::default(), &accelerator("preference: [GPU]"), &AcceleratorMapping::default());
+        let with = variants(
+            &LabelSelector::default(),
+            &accelerator("preference: [GPU]"),
+            &AcceleratorMapping::default(),
+        );
         let without = variants(
             &LabelSelector::default(),
             &accelerator("preference: [GPU]\nallowCpuFallback: false"),
             &AcceleratorMapping::default(),
         );
 
-        assert_eq!(with.iter().map(|variant| variant.device).collect::<Vec<_>>(), [Accelerator::Gpu, Accelerator::Cpu]);
-        assert_eq!(without.iter().map(|variant| variant.device).collect::<Vec<_>>(), [Accelerator::Gpu]);
+        assert_eq!(
+            with.iter()
+                .map(|variant| variant.device)
+                .collect::<Vec<_>>(),
+            [Accelerator::Gpu, Accelerator::Cpu]
+        );
+        assert_eq!(
+            without
+                .iter()
+                .map(|variant| variant.device)
+                .collect::<Vec<_>>(),
+            [Accelerator::Gpu]
+        );
     }
 
     #[test]
     fn devices_after_cpu_unused() {
-        let variants = variants(&LabelSelector::default(), &accelerator("preference: [CPU, GPU]"), &AcceleratorMapping::default());
+        let variants = variants(
+            &LabelSelector::default(),
+            &accelerator("preference: [CPU, GPU]"),
+            &AcceleratorMapping::default(),
+        );
 
         assert_eq!(variants.len(), 1);
         assert_eq!(variants[0].device, Accelerator::Cpu);
@@ -213,10 +263,15 @@ mod tests {
     #[test]
     fn label_without_value_uses_exists() {
         let mut mapping_file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut mapping_file, b"NPU: {nodeLabel: example.com/npu}\n").unwrap();
+        std::io::Write::write_all(&mut mapping_file, b"NPU: {nodeLabel: example.com/npu}\n")
+            .unwrap();
         let mapping = AcceleratorMapping::from_file(mapping_file.path()).unwrap();
 
-        let variants = variants(&LabelSelector::default(), &accelerator("preference: [NPU, CPU]"), &mapping);
+        let variants = variants(
+            &LabelSelector::default(),
+            &accelerator("preference: [NPU, CPU]"),
+            &mapping,
+        );
 
         assert_eq!(rendered(&variants[0]), ["example.com/npu Exists"]);
         assert_eq!(rendered(&variants[1]), ["example.com/npu DoesNotExist"]);
