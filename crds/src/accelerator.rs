@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An inference device, spelled as OpenVINO names it.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum Accelerator {
     /// Intel Neural Compute Stick 2 (Movidius Myriad X VPU) on USB.
     #[serde(rename = "MYRIAD")]
@@ -78,7 +80,10 @@ mod tests {
     fn rejects_other_spellings() {
         for name in ["myriad", "Gpu", "VPU", "NCS2", ""] {
             let error = name.parse::<Accelerator>().unwrap_err();
-            assert!(error.to_string().contains("MYRIAD, GPU, NPU, CPU"), "{error}");
+            assert!(
+                error.to_string().contains("MYRIAD, GPU, NPU, CPU"),
+                "{error}"
+            );
         }
     }
 

@@ -151,10 +151,14 @@ pub struct AgentSink {
 /// Why an agent config file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentConfigError {
-    #[error("agent config is not valid JSON for {AGENT_CONFIG_API_VERSION} {AGENT_CONFIG_KIND}: {0}")]
+    #[error(
+        "agent config is not valid JSON for {AGENT_CONFIG_API_VERSION} {AGENT_CONFIG_KIND}: {0}"
+    )]
     Parse(#[from] serde_json::Error),
 
-    #[error("agent config has apiVersion {found:?} and kind {kind:?}; this agent reads {AGENT_CONFIG_API_VERSION} {AGENT_CONFIG_KIND}: upgrade the agent image to match the operator")]
+    #[error(
+        "agent config has apiVersion {found:?} and kind {kind:?}; this agent reads {AGENT_CONFIG_API_VERSION} {AGENT_CONFIG_KIND}: upgrade the agent image to match the operator"
+    )]
     UnsupportedVersion { found: String, kind: String },
 }
 
@@ -242,19 +246,27 @@ mod tests {
 
     #[test]
     fn rejects_other_api_version() {
-        let text = sample().to_json().replace(AGENT_CONFIG_API_VERSION, "visionfleet.dev/v9");
+        let text = sample()
+            .to_json()
+            .replace(AGENT_CONFIG_API_VERSION, "visionfleet.dev/v9");
 
         let error = AgentConfig::from_json(&text).unwrap_err();
 
         assert!(matches!(error, AgentConfigError::UnsupportedVersion { .. }));
-        assert!(error.to_string().contains("upgrade the agent image"), "{error}");
+        assert!(
+            error.to_string().contains("upgrade the agent image"),
+            "{error}"
+        );
     }
 
     #[test]
     fn rejects_unknown_fields() {
         let text = sample().to_json().replacen("{", "{\n  \"surprise\": 1,", 1);
 
-        assert!(matches!(AgentConfig::from_json(&text), Err(AgentConfigError::Parse(_))));
+        assert!(matches!(
+            AgentConfig::from_json(&text),
+            Err(AgentConfigError::Parse(_))
+        ));
     }
 
     #[test]
@@ -272,7 +284,10 @@ mod tests {
 
         let config = AgentConfig::from_json(text).unwrap();
 
-        assert_eq!(config.accelerator.preference, vec![Accelerator::Gpu, Accelerator::Cpu]);
+        assert_eq!(
+            config.accelerator.preference,
+            vec![Accelerator::Gpu, Accelerator::Cpu]
+        );
         assert!(!config.accelerator.allow_cpu_fallback);
         assert_eq!(config.source.camera.as_deref(), Some("/dev/video0"));
         assert!(config.inference.objects_of_interest.is_empty());

@@ -53,4 +53,13 @@ pub mod condition {
     pub const DEGRADED: &str = "Degraded";
     /// Some nodes run on the CPU because none of the preferred devices is present.
     pub const ACCELERATOR_FALLBACK: &str = "AcceleratorFallback";
+
+    /// Every condition type, in the order the status lists them.
+    pub const ALL: [&str; 5] = [
+        MODEL_VERIFIED,
+        READY,
+        PROGRESSING,
+        DEGRADED,
+        ACCELERATOR_FALLBACK,
+    ];
 }

@@ -58,7 +58,11 @@ impl Errors {
     }
 
     fn into_result(self) -> Result<(), InvalidSpec> {
-        if self.0.is_empty() { Ok(()) } else { Err(InvalidSpec(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidSpec(self.0))
+        }
     }
 }
 
@@ -97,15 +101,24 @@ fn check_accelerator(spec: &VisionModelSpec, errors: &mut Errors) {
     let mut seen = HashSet::new();
     for device in preference {
         if !seen.insert(device) {
-            errors.add("spec.accelerator.preference", format!("{device} is listed twice"));
+            errors.add(
+                "spec.accelerator.preference",
+                format!("{device} is listed twice"),
+            );
         }
     }
 }
 
 fn check_source(source: &SourceSpec, errors: &mut Errors) {
-    let set = [&source.camera, &source.url, &source.file].iter().filter(|field| field.is_some()).count();
+    let set = [&source.camera, &source.url, &source.file]
+        .iter()
+        .filter(|field| field.is_some())
+        .count();
     if set != 1 {
-        errors.add("spec.source", format!("set exactly one of camera, url and file ({set} are set)"));
+        errors.add(
+            "spec.source",
+            format!("set exactly one of camera, url and file ({set} are set)"),
+        );
     }
 
     if let Some(url) = &source.url {
@@ -120,7 +133,10 @@ fn check_source(source: &SourceSpec, errors: &mut Errors) {
     }
 
     if !(source.max_fps.is_finite() && source.max_fps > 0.0) {
-        errors.add("spec.source.maxFps", format!("must be greater than 0, got {}", source.max_fps));
+        errors.add(
+            "spec.source.maxFps",
+            format!("must be greater than 0, got {}", source.max_fps),
+        );
     }
 
     if let Some(annotation) = &source.node_override_annotation
@@ -128,7 +144,9 @@ fn check_source(source: &SourceSpec, errors: &mut Errors) {
     {
         errors.add(
             "spec.source.nodeOverrideAnnotation",
-            format!("{annotation:?} is not a valid annotation key such as visionfleet.dev/camera-url"),
+            format!(
+                "{annotation:?} is not a valid annotation key such as visionfleet.dev/camera-url"
+            ),
         );
     }
 }
@@ -136,10 +154,17 @@ fn check_source(source: &SourceSpec, errors: &mut Errors) {
 fn check_inference(spec: &VisionModelSpec, errors: &mut Errors) {
     let threshold = spec.inference.confidence_threshold;
     if !(0.0..=1.0).contains(&threshold) {
-        errors.add("spec.inference.confidenceThreshold", format!("must be between 0 and 1, got {threshold}"));
+        errors.add(
+            "spec.inference.confidenceThreshold",
+            format!("must be between 0 and 1, got {threshold}"),
+        );
     }
 
-    check_unique_names("spec.inference.objectsOfInterest", &spec.inference.objects_of_interest, errors);
+    check_unique_names(
+        "spec.inference.objectsOfInterest",
+        &spec.inference.objects_of_interest,
+        errors,
+    );
 }
 
 fn check_output(spec: &VisionModelSpec, errors: &mut Errors) {
@@ -157,7 +182,10 @@ fn check_sink(field: &str, sink: &OutputSink, errors: &mut Errors) {
         SinkKind::Stdout => {}
         SinkKind::File => match &sink.path {
             Some(path) if path.starts_with('/') => {}
-            _ => errors.add(format!("{field}.path"), "a File sink needs an absolute path"),
+            _ => errors.add(
+                format!("{field}.path"),
+                "a File sink needs an absolute path",
+            ),
         },
         SinkKind::Mqtt => match &sink.url {
             None => errors.add(format!("{field}.url"), "an Mqtt sink needs a broker url"),
@@ -178,7 +206,10 @@ fn check_rollout(max_unavailable: &IntOrString, errors: &mut Errors) {
         IntOrString::Int(_) => {}
         IntOrString::String(text) => match text.strip_suffix('%').map(str::parse::<u32>) {
             Some(Ok(percent)) if percent <= 100 => {}
-            _ => errors.add(field, format!("{text:?} is neither a count nor a percentage such as \"25%\"")),
+            _ => errors.add(
+                field,
+                format!("{text:?} is neither a count nor a percentage such as \"25%\""),
+            ),
         },
     }
 }
@@ -187,7 +218,11 @@ fn check_url(text: &str, schemes: &[&str]) -> Result<url::Url, String> {
     let parsed = url::Url::parse(text).map_err(|error| format!("not a valid URL: {error}"))?;
 
     if !schemes.contains(&parsed.scheme()) {
-        return Err(format!("scheme {:?} is not one of {}", parsed.scheme(), schemes.join(", ")));
+        return Err(format!(
+            "scheme {:?} is not one of {}",
+            parsed.scheme(),
+            schemes.join(", ")
+        ));
     }
     Ok(parsed)
 }
@@ -205,7 +240,10 @@ fn check_unique_names(field: &str, names: &[String], errors: &mut Errors) {
 }
 
 fn is_lower_hex_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Checks a Kubernetes qualified name: an optional DNS subdomain prefix and a
@@ -217,15 +255,25 @@ fn is_qualified_name(key: &str) -> bool {
     };
 
     let name_ok = (1..=63).contains(&name.len())
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-        && name.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|byte| byte.is_ascii_alphanumeric());
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric());
 
     let prefix_ok = prefix.is_none_or(|prefix| {
         (1..=253).contains(&prefix.len())
             && prefix.split('.').all(|part| {
                 !part.is_empty()
-                    && part.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+                    && part.bytes().all(|byte| {
+                        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-'
+                    })
             })
     });
 
@@ -254,7 +302,12 @@ spec:
 "#;
 
     fn fields(result: Result<(), InvalidSpec>) -> Vec<String> {
-        result.unwrap_err().0.into_iter().map(|error| error.field).collect()
+        result
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|error| error.field)
+            .collect()
     }
 
     #[test]
@@ -320,23 +373,34 @@ spec:
         let mut spec = spec(VALID);
         spec.inference.confidence_threshold = 1.5;
 
-        assert_eq!(fields(validate(&spec)), ["spec.inference.confidenceThreshold"]);
+        assert_eq!(
+            fields(validate(&spec)),
+            ["spec.inference.confidenceThreshold"]
+        );
     }
 
     #[test]
     fn duplicate_accelerator_rejected() {
-        let spec = spec(&format!("{VALID}  accelerator:\n    preference: [GPU, CPU, GPU]\n"));
+        let spec = spec(&format!(
+            "{VALID}  accelerator:\n    preference: [GPU, CPU, GPU]\n"
+        ));
 
         assert_eq!(fields(validate(&spec)), ["spec.accelerator.preference"]);
     }
 
     #[test]
     fn sinks_need_their_settings() {
-        let spec = spec(&format!("{VALID}  output:\n    sinks:\n    - type: File\n    - type: Mqtt\n    - type: Mqtt\n      url: http://broker\n"));
+        let spec = spec(&format!(
+            "{VALID}  output:\n    sinks:\n    - type: File\n    - type: Mqtt\n    - type: Mqtt\n      url: http://broker\n"
+        ));
 
         assert_eq!(
             fields(validate(&spec)),
-            ["spec.output.sinks[0].path", "spec.output.sinks[1].url", "spec.output.sinks[2].url"]
+            [
+                "spec.output.sinks[0].path",
+                "spec.output.sinks[1].url",
+                "spec.output.sinks[2].url"
+            ]
         );
     }
 
@@ -381,7 +445,11 @@ spec:
 
         assert_eq!(
             fields(validate(&spec)),
-            ["spec.model.sha256", "spec.inference.objectsOfInterest", "spec.output.messagesPerMinute"]
+            [
+                "spec.model.sha256",
+                "spec.inference.objectsOfInterest",
+                "spec.output.messagesPerMinute"
+            ]
         );
     }
 }

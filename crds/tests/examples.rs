@@ -1,6 +1,8 @@
 //! Every VisionModel in `examples/` parses and passes the operator's checks.
 //! The end-to-end tests apply the same files to a real kube-apiserver.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -32,7 +34,11 @@ fn example_models() -> Vec<(PathBuf, VisionModel)> {
 #[test]
 fn examples_pass_validation() {
     let models = example_models();
-    assert!(models.len() >= 3, "expected at least 3 example VisionModels, found {}", models.len());
+    assert!(
+        models.len() >= 3,
+        "expected at least 3 example VisionModels, found {}",
+        models.len()
+    );
 
     for (path, model) in models {
         if let Err(error) = validate(&model.spec) {

@@ -3,7 +3,13 @@
 
 pub mod accelerators;
 pub mod build;
+pub mod context;
+pub mod controller;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
 pub mod names;
+pub mod reconcile;
+pub mod server;
 pub mod settings;
 pub mod status;
