@@ -22,6 +22,21 @@ pub struct Stores {
     pub pods: Store<Pod>,
 }
 
+impl Stores {
+    /// Waits until every cache has its first full list, so that a reconcile
+    /// never mistakes a cache still filling for missing objects.
+    pub async fn wait_until_ready(&self) {
+        let ready = [
+            self.daemon_sets.wait_until_ready().await.is_ok(),
+            self.config_maps.wait_until_ready().await.is_ok(),
+            self.pods.wait_until_ready().await.is_ok(),
+        ];
+        if ready.contains(&false) {
+            tracing::warn!("A watch cache closed before its first list");
+        }
+    }
+}
+
 /// Everything a reconcile needs.
 #[expect(
     missing_debug_implementations,

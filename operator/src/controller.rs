@@ -114,14 +114,14 @@ pub async fn run(
     });
     tracing::info!("Controller started");
 
-    let metrics = parts.metrics;
+    let shared = Arc::clone(&context);
     controller
         .run(reconcile, error_policy, context)
         .for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(%error, "Reconcile ended with an error");
             }
-            metrics.retain(&live_models(&model_store));
+            forget_deleted(&shared, &model_store);
             futures::future::ready(())
         })
         .await;
@@ -173,21 +173,19 @@ fn model_of_pod(pod: &Pod, daemon_sets: &Store<DaemonSet>) -> Option<ObjectRef<V
 }
 
 async fn wait_for_caches(stores: &Stores, models: &Store<VisionModel>) {
-    let waits = [
-        stores.daemon_sets.wait_until_ready().await.is_ok(),
-        stores.config_maps.wait_until_ready().await.is_ok(),
-        stores.pods.wait_until_ready().await.is_ok(),
-    ];
+    stores.wait_until_ready().await;
     let _ = models.wait_until_ready().await;
-    if waits.contains(&false) {
-        tracing::warn!("A watch cache closed before it synced");
-    }
 }
 
-fn live_models(models: &Store<VisionModel>) -> BTreeSet<(String, String)> {
-    models
-        .state()
+/// Drops the metric series and remembered verifications of deleted VisionModels.
+fn forget_deleted(context: &Context, models: &Store<VisionModel>) {
+    let models = models.state();
+    let names: BTreeSet<(String, String)> = models
         .iter()
         .map(|model| (model.namespace().unwrap_or_default(), model.name_any()))
-        .collect()
+        .collect();
+    let uids: BTreeSet<String> = models.iter().filter_map(|model| model.uid()).collect();
+
+    context.metrics.retain(&names);
+    context.verifier.retain(&uids);
 }

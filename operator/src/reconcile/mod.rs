@@ -59,6 +59,7 @@ impl Error {
 /// Reconciles one VisionModel.
 #[tracing::instrument(skip_all, fields(namespace = model.namespace().unwrap_or_default(), name = model.name_any()))]
 pub async fn reconcile(model: Arc<VisionModel>, context: Arc<Context>) -> Result<Action, Error> {
+    context.stores.wait_until_ready().await;
     let _timer = context.metrics.reconcile_started();
     let namespace = model.namespace().unwrap_or_default();
     let (daemon_sets, config_maps, pods) = observe(&model, &context);
@@ -134,10 +135,16 @@ async fn run_steps(
                 reason: error.reason().to_owned(),
                 message: error.to_string(),
             };
+            // A remembered failure was reported when it happened; repeating
+            // it as a new error would log and count it on every watch event.
+            let error = match error {
+                VerifyError::Remembered(_) => None,
+                error => Some(error.into()),
+            };
             return Outcome {
                 invalid_spec: None,
                 model: check,
-                error: Some(error.into()),
+                error,
                 next: Action::requeue(RECHECK_FAILED_MODEL),
             };
         }

@@ -13,6 +13,7 @@ use visionfleet_model::{
 };
 
 use crate::build::VerifiedModel;
+use crate::context::Backoff;
 use crate::status::ModelCheck;
 
 /// How long a verified model is trusted before the operator asks the origin
@@ -42,6 +43,10 @@ pub enum VerifyError {
         expected: ModelFormat,
         found: &'static str,
     },
+
+    /// A failure of an earlier reconcile whose retry delay has not passed.
+    #[error("{}", .0.message)]
+    Remembered(RememberedFailure),
 }
 
 impl VerifyError {
@@ -53,6 +58,7 @@ impl VerifyError {
             Self::Fetch(error) => error.reason(),
             Self::Layout(error) => error.reason(),
             Self::FormatMismatch { .. } => "FormatMismatch",
+            Self::Remembered(failure) => failure.reason,
         }
     }
 
@@ -64,17 +70,27 @@ impl VerifyError {
             // A missing Secret is often created right after the VisionModel.
             Self::SecretNotFound { .. } | Self::SecretKeyMissing { .. } => true,
             Self::Layout(_) | Self::FormatMismatch { .. } => false,
+            Self::Remembered(failure) => failure.transient,
         }
     }
 }
 
-/// A verified model, remembered per VisionModel so that resyncs and
-/// status-only changes do not fetch it again.
+/// The last verification of a VisionModel's model, remembered so that
+/// resyncs, status changes and node events neither fetch a good model again
+/// nor retry a failing one before its backoff delay has passed.
 #[derive(Clone, Debug)]
-struct Verified {
+struct Remembered {
     fingerprint: String,
-    resolved: ResolvedModel,
-    at: Instant,
+    result: Result<ResolvedModel, RememberedFailure>,
+    valid_until: Instant,
+}
+
+/// A failed verification, kept as the text the status shows.
+#[derive(Clone, Debug)]
+pub struct RememberedFailure {
+    pub reason: &'static str,
+    pub message: String,
+    pub transient: bool,
 }
 
 /// The model verifier: the model store plus what it verified last.
@@ -82,19 +98,24 @@ struct Verified {
 pub struct Verifier {
     store: ModelStore,
     policy: FetchPolicy,
-    verified: Mutex<HashMap<String, Verified>>,
+    remembered: Mutex<HashMap<String, Remembered>>,
+    retry: Backoff,
 }
 
 impl Verifier {
     /// Creates a verifier. The operator never reads files on its own disk
-    /// for users, so `file` URLs are left to the agents.
+    /// for users, so `file` URLs are left to the agents. Failed downloads are
+    /// retried across reconciles with a per-VisionModel backoff rather than
+    /// inside one fetch, so one slow origin does not hold a reconcile for minutes.
     pub fn new(store: ModelStore, mut policy: FetchPolicy) -> Self {
         policy.allowed_schemes.retain(|scheme| scheme != "file");
+        policy.max_attempts = policy.max_attempts.min(2);
 
         Self {
             store,
             policy,
-            verified: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(HashMap::new()),
+            retry: Backoff::new(Duration::from_secs(10), Duration::from_secs(600)),
         }
     }
 
@@ -115,46 +136,75 @@ impl Verifier {
 
         let key = model.metadata.uid.clone().unwrap_or_default();
         let fingerprint = fingerprint(model, &url);
-        if let Some(resolved) = self.remembered(&key, &fingerprint) {
-            return Ok((verified_model(&resolved), ModelCheck::Verified(resolved)));
+        if let Some(result) = self.recall(&key, &fingerprint) {
+            return result
+                .map(|resolved| (verified_model(&resolved), ModelCheck::Verified(resolved)))
+                .map_err(VerifyError::Remembered);
         }
 
         let source = ModelSource {
             url,
             sha256: model.spec.model.sha256.clone(),
         };
-        let package = self.store.fetch(&source, &self.policy).await?;
-        let resolved = inspect(model, &package)?;
+        let result = match self.store.fetch(&source, &self.policy).await {
+            Ok(package) => inspect(model, &package),
+            Err(error) => Err(error.into()),
+        };
 
-        self.remember(key, fingerprint, resolved.clone());
+        self.remember(&key, fingerprint, &result);
+        let resolved = result?;
         Ok((verified_model(&resolved), ModelCheck::Verified(resolved)))
     }
 
-    /// Forgets a VisionModel that was deleted.
-    pub fn forget(&self, uid: &str) {
-        self.lock().remove(uid);
+    /// Forgets the VisionModels whose uid is not in `live`.
+    pub fn retain(&self, live: &std::collections::BTreeSet<String>) {
+        self.lock().retain(|uid, _| live.contains(uid));
     }
 
-    fn remembered(&self, key: &str, fingerprint: &str) -> Option<ResolvedModel> {
-        let verified = self.lock();
-        let entry = verified.get(key)?;
-        (entry.fingerprint == fingerprint && entry.at.elapsed() < REVERIFY_AFTER)
-            .then(|| entry.resolved.clone())
+    fn recall(
+        &self,
+        key: &str,
+        fingerprint: &str,
+    ) -> Option<Result<ResolvedModel, RememberedFailure>> {
+        let remembered = self.lock();
+        let entry = remembered.get(key)?;
+        (entry.fingerprint == fingerprint && Instant::now() < entry.valid_until)
+            .then(|| entry.result.clone())
     }
 
-    fn remember(&self, key: String, fingerprint: String, resolved: ResolvedModel) {
+    fn remember(
+        &self,
+        key: &str,
+        fingerprint: String,
+        result: &Result<ResolvedModel, VerifyError>,
+    ) {
+        let (result, valid_for) = match result {
+            Ok(resolved) => {
+                self.retry.reset(key);
+                (Ok(resolved.clone()), REVERIFY_AFTER)
+            }
+            Err(error) => {
+                let failure = RememberedFailure {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                    transient: error.is_transient(),
+                };
+                (Err(failure), self.retry.next_delay(key))
+            }
+        };
+
         self.lock().insert(
-            key,
-            Verified {
+            key.to_owned(),
+            Remembered {
                 fingerprint,
-                resolved,
-                at: Instant::now(),
+                result,
+                valid_until: Instant::now() + valid_for,
             },
         );
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
-        self.verified
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {
+        self.remembered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
