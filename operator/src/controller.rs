@@ -36,6 +36,8 @@ pub struct ControllerParts {
     pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
+    /// Namespace to watch, or `None` for every namespace.
+    pub namespace: Option<String>,
 }
 
 /// Why the controller could not start.
@@ -53,7 +55,8 @@ pub async fn run(
     on_ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), StartError> {
     let client = parts.client.clone();
-    let models: Api<VisionModel> = Api::all(client.clone());
+    let scope = Scope(parts.namespace.clone());
+    let models: Api<VisionModel> = scope.api(&client);
     models
         .list(&kube::api::ListParams::default().limit(1))
         .await
@@ -64,9 +67,9 @@ pub async fn run(
     let agents = watcher::Config::default().labels(&format!("{COMPONENT_LABEL}={AGENT_COMPONENT}"));
 
     let (daemon_sets, daemon_set_events) =
-        reflect(Api::<DaemonSet>::all(client.clone()), managed.clone());
-    let (config_maps, config_map_events) = reflect(Api::<ConfigMap>::all(client.clone()), managed);
-    let (pods, pod_events) = reflect(Api::<Pod>::all(client.clone()), agents);
+        reflect(scope.api::<DaemonSet>(&client), managed.clone());
+    let (config_maps, config_map_events) = reflect(scope.api::<ConfigMap>(&client), managed);
+    let (pods, pod_events) = reflect(scope.api::<Pod>(&client), agents);
     let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .touched_objects()
@@ -128,6 +131,21 @@ pub async fn run(
 
     tracing::info!("Controller stopped");
     Ok(())
+}
+
+/// The namespaces the controller watches.
+struct Scope(Option<String>);
+
+impl Scope {
+    fn api<K>(&self, client: &kube::Client) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match &self.0 {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
 }
 
 /// Starts a watch that keeps a cache, and returns the cache and the stream

@@ -98,6 +98,10 @@ struct RunArgs {
     #[arg(long, env = "VISIONFLEET_ALLOW_LINK_LOCAL_MODEL_URLS")]
     allow_link_local_model_urls: bool,
 
+    /// Watch VisionModels in this namespace only; unset watches every namespace.
+    #[arg(long, env = "VISIONFLEET_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+
     /// Skip leader election; only for a single replica.
     #[arg(long, env = "VISIONFLEET_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -174,6 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             controller: "visionfleet-operator".to_owned(),
             instance: Some(args.identity.clone()),
         },
+        namespace: args.watch_namespace.clone(),
     };
     let on_ready = move || ready.store(true, Ordering::Relaxed);
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Certificates, keys and kubeconfigs for the local control plane, made with
 # openssl. Sourced by scripts/local-cluster after lib/common.sh.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Starts, checks and stops the local control plane processes. Sourced by
 # scripts/local-cluster after lib/common.sh, lib/kube-build.sh and
 # lib/cluster-pki.sh.
@@ -19,6 +20,18 @@ readonly STOP_TIMEOUT=15
 readonly PORT_RANGE_START=20000
 readonly PORT_RANGE_SIZE=12000
 
+# Serializes `up` and `down` on one state directory, so two concurrent calls
+# cannot start two control planes in it. The lock lives beside the directory
+# because `down` deletes the directory.
+lock_cluster_dir() {
+  mkdir -p "$(dirname "$CLUSTER_DIR")"
+  exec {cluster_lock_fd}>"$CLUSTER_DIR.lock"
+  if ! flock --nonblock "$cluster_lock_fd"; then
+    info "Another scripts/local-cluster call holds $CLUSTER_DIR.lock; waiting for it"
+    flock "$cluster_lock_fd"
+  fi
+}
+
 admin_kubeconfig() {
   printf '%s/admin.kubeconfig\n' "$CLUSTER_DIR"
 }
@@ -32,6 +45,7 @@ log_file() {
 }
 
 cluster_up() {
+  lock_cluster_dir
   kube_build
 
   if [ -f "$CLUSTER_DIR/$CLUSTER_MARKER" ]; then
@@ -76,14 +90,14 @@ EOF
 }
 
 # Prints a TCP port with no socket on it in any state. Arguments: ports
-# already taken by this run.
+# already picked by this run.
 pick_free_port() {
   require_command ss iproute2
-  local attempt port taken
-  for attempt in $(seq 1 100); do
+  local _ port picked
+  for _ in $(seq 1 100); do
     port=$((PORT_RANGE_START + (RANDOM * 32768 + RANDOM) % PORT_RANGE_SIZE))
-    for taken in "$@"; do
-      [ "$port" != "$taken" ] || continue 2
+    for picked in "$@"; do
+      [ "$port" != "$picked" ] || continue 2
     done
     if [ -z "$(ss -Htan "sport = :$port")" ]; then
       printf '%s\n' "$port"
@@ -146,9 +160,11 @@ start_apiserver() {
   wait_until "kube-apiserver to answer /readyz" kube-apiserver apiserver_is_ready
 }
 
-# --port=0 and --secure-port=0 turn off both of its HTTP listeners. The
-# serviceaccount-token controller is off because nothing here reads the
-# legacy token Secrets it would create.
+# --port=0 and --secure-port=0 turn off both of its HTTP listeners. All
+# controllers run, including serviceaccount-token: in Kubernetes 1.20 the
+# ServiceAccount admission plugin rejects every pod ("No API token found for
+# service account") until that controller has created the account's token
+# Secret.
 start_controller_manager() {
   local pki
   pki=$(pki_dir)
@@ -159,7 +175,8 @@ start_controller_manager() {
     --secure-port=0 \
     --address=127.0.0.1 \
     --bind-address=127.0.0.1 \
-    --controllers='*,-serviceaccount-token' \
+    --controllers='*' \
+    --service-account-private-key-file="$pki/service-account.key" \
     --root-ca-file="$pki/ca.crt" \
     --cluster-signing-cert-file="$pki/ca.crt" \
     --cluster-signing-key-file="$pki/ca.key" \
@@ -195,9 +212,19 @@ start_component() {
   local name=$1 binary=$2
   shift 2
   info "Starting $name (log: $(log_file "$name"))"
-  setsid "$binary" "$@" >"$(log_file "$name")" 2>&1 </dev/null &
+  # The component must not inherit the lock, or it would hold it while it runs.
+  setsid "$binary" "$@" >"$(log_file "$name")" 2>&1 </dev/null {cluster_lock_fd}>&- &
   local pid=$!
   printf '%s %s\n' "$pid" "$binary" >"$(pid_file "$name")"
+
+  # Until setsid has exec'd the binary, /proc/<pid>/exe still names bash.
+  local _
+  for _ in $(seq 1 50); do
+    component_is_running "$name" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  die_with_log "$name" "$name (pid $pid) did not start"
 }
 
 # Runs a command every second until it succeeds. Fails with the component's
@@ -287,10 +314,12 @@ stop_component() {
 }
 
 cluster_print_env() {
-  [ -f "$CLUSTER_DIR/$CLUSTER_MARKER" ] && cluster_is_running ||
+  if [ ! -f "$CLUSTER_DIR/$CLUSTER_MARKER" ] || ! cluster_is_running; then
     die "no local cluster runs (state dir: $CLUSTER_DIR)" "start one: scripts/local-cluster up"
+  fi
   printf 'export KUBECONFIG=%q\n' "$(admin_kubeconfig)"
   printf 'export VISIONFLEET_KUBECTL=%q\n' "$KUBE_BIN_DIR/kubectl"
+  # shellcheck disable=SC2016 # $PATH is expanded by the shell that evals this line
   printf 'export PATH=%q:"$PATH"\n' "$KUBE_BIN_DIR"
 }
 

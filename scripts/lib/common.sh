@@ -1,4 +1,6 @@
+# shellcheck shell=bash
 # Shared settings and messages for scripts/local-cluster. Sourced, not run.
+# shellcheck disable=SC2034 # the variables are used by the files that source this one
 
 # Debian bookworm's `kubernetes` source package: upstream Kubernetes v1.20.2.
 readonly KUBE_DEBIAN_VERSION="1.20.5+really1.20.2-1.1+deb12u1"

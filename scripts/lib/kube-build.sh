@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
 # v1.20.2 from Debian bookworm's `kubernetes` source package. Sourced by
 # scripts/local-cluster after lib/common.sh.
@@ -18,7 +19,8 @@ kube_binaries_present() {
 }
 
 # Builds the binaries unless they are already cached. Holds a lock so that
-# two concurrent `up` calls do not build into the same tree.
+# two concurrent `up` calls do not build into the same tree, and releases it
+# before returning so the control plane processes do not inherit it.
 kube_build() {
   if kube_binaries_present; then
     info "Kubernetes $KUBE_GIT_VERSION_TAG binaries are cached in $KUBE_BIN_DIR"
@@ -26,16 +28,22 @@ kube_build() {
   fi
 
   mkdir -p "$KUBE_CACHE_DIR"
+  local build_lock_fd
   exec {build_lock_fd}>"$KUBE_CACHE_DIR/build.lock"
   if ! flock --nonblock "$build_lock_fd"; then
     info "Another build holds $KUBE_CACHE_DIR/build.lock; waiting for it"
     flock "$build_lock_fd"
   fi
+
   if kube_binaries_present; then
     info "Kubernetes $KUBE_GIT_VERSION_TAG binaries were built by the other process"
-    return 0
+  else
+    kube_build_locked
   fi
+  exec {build_lock_fd}>&-
+}
 
+kube_build_locked() {
   kube_check_build_tools
   local source_dir
   source_dir=$(kube_fetch_source)
@@ -153,8 +161,9 @@ kube_fetch_source() {
 
   local source_dir
   source_dir=$(find "$KUBE_SOURCE_PARENT" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n 1)
-  [ -n "$source_dir" ] && [ -f "$source_dir/Makefile" ] ||
+  if [ -z "$source_dir" ] || [ ! -f "$source_dir/Makefile" ]; then
     die "the unpacked source tree in $KUBE_SOURCE_PARENT has no Makefile" "delete $KUBE_SOURCE_PARENT and rerun"
+  fi
   printf '%s\n' "$source_dir" >"$unpacked_marker"
   printf '%s\n' "$source_dir"
 }
@@ -187,7 +196,7 @@ kube_make() {
 kube_make_targets() {
   local source_dir=$1 targets=$2 started=$3
   (
-    cd "$source_dir"
+    cd "$source_dir" || exit
     # The tree is an unpacked archive, not a git checkout, so the version
     # stamped into the binaries comes from these variables.
     export KUBE_GIT_VERSION="$KUBE_GIT_VERSION_TAG" KUBE_GIT_TREE_STATE=archive KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20
