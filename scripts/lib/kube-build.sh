@@ -168,9 +168,10 @@ kube_fetch_source() {
   printf '%s\n' "$source_dir"
 }
 
-# reflect2 1.0.1, vendored by Kubernetes 1.20, mis-reads maps under Go 1.18
-# and later, so the apiserver crashes as soon as a CustomResourceDefinition
-# exists. Debian ships 1.0.2, which fixes that.
+# reflect2 1.0.1, vendored by Kubernetes 1.20, iterates maps through Go
+# runtime internals that changed in Go 1.18, so an apiserver built with Go
+# 1.19 crashes as soon as a CustomResourceDefinition exists. Debian ships
+# reflect2 1.0.2, which supports Go 1.18 and later.
 kube_replace_reflect2() {
   local vendored="$1/vendor/github.com/modern-go/reflect2"
   [ -d "$vendored" ] || die "the source tree has no vendored reflect2 at $vendored" "delete $KUBE_SOURCE_PARENT and rerun"
@@ -200,8 +201,8 @@ kube_make_targets() {
     # The tree is an unpacked archive, not a git checkout, so the version
     # stamped into the binaries comes from these variables.
     export KUBE_GIT_VERSION="$KUBE_GIT_VERSION_TAG" KUBE_GIT_TREE_STATE=archive KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20
+    # Kubernetes' build scripts keep Go's build cache in _output/ of the tree.
     export PATH="$KUBE_GO_BIN_DIR:$PATH" GOTOOLCHAIN=local GOPROXY=off GOSUMDB=off CGO_ENABLED=0
-    export GOCACHE="$KUBE_CACHE_DIR/go-build-cache"
     exec make WHAT="$targets"
   ) >>"$KUBE_BUILD_LOG" 2>&1 &
   local make_pid=$!
