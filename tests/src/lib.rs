@@ -16,6 +16,7 @@ pub mod model_server;
 pub mod namespace;
 pub mod operator;
 pub mod wait;
+pub mod world;
 
 pub use cluster::TestCluster;
 pub use fleet::{Fleet, NodeTemplate};
