@@ -17,7 +17,7 @@ pub struct FieldError {
     /// JSON path of the field, such as `spec.source.maxFps`.
     pub field: String,
 
-    /// What is wrong, in a sentence fragment.
+    /// Problem found, in a sentence fragment.
     pub message: String,
 }
 

@@ -1,5 +1,5 @@
-//! How each inference device shows on a node: the label that marks nodes
-//! having it, and the device-plugin resource an agent requests to reach it.
+//! Node labels and device-plugin resources of each inference device: the
+//! label that marks nodes having it, and the resource an agent requests to reach it.
 //!
 //! The defaults follow the usual Intel setup on K3s. Node Feature Discovery
 //! labels USB devices as `feature.node.kubernetes.io/usb-<class>_<vendor>_<device>.present`,
@@ -36,7 +36,7 @@ pub struct DeviceMapping {
 #[serde(deny_unknown_fields)]
 pub struct AcceleratorMapping(BTreeMap<Accelerator, DeviceMapping>);
 
-/// Why a mapping file was rejected.
+/// Failure to read an accelerator mapping file.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error("cannot read accelerator mapping {path}: {source}")]

@@ -40,7 +40,7 @@ pub struct ControllerParts {
     pub namespace: Option<String>,
 }
 
-/// Why the controller could not start.
+/// Failure to start the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-/// Longest label value Kubernetes accepts.
+/// Maximum length of a label value.
 pub const MAX_LABEL_VALUE: usize = 63;
 
 /// Longest DaemonSet name that still leaves room for the `-xxxxx` suffix the

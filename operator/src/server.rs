@@ -12,7 +12,7 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// What the endpoints report.
+/// State the endpoints report.
 #[derive(Debug, Clone)]
 pub struct Health {
     pub metrics: Arc<Metrics>,

@@ -26,7 +26,7 @@ pub struct ApplyError {
 }
 
 impl ApplyError {
-    /// Whether the API server may accept the same write later: conflicts,
+    /// Returns whether the API server may accept the same write later: conflicts,
     /// throttling, server errors and connection failures, but not a rejection
     /// of the object itself.
     pub fn is_transient(&self) -> bool {
@@ -37,14 +37,14 @@ impl ApplyError {
     }
 }
 
-/// What the apply step wrote.
+/// Writes made by the apply step.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     pub writes: usize,
 }
 
 /// Applies what changed and deletes what is no longer wanted. `observed_*`
-/// are the VisionModel's objects as the watch caches have them; an object
+/// are the VisionModel's objects as the watch caches have them. An object
 /// whose build hash matches is not written, so an unchanged VisionModel
 /// costs no API write.
 pub async fn apply(

@@ -102,7 +102,7 @@ pub fn error_policy(model: Arc<VisionModel>, error: &Error, context: Arc<Context
     }
 }
 
-/// What the steps found.
+/// Findings of the reconcile steps.
 struct Outcome {
     invalid_spec: Option<String>,
     model: ModelCheck,

@@ -55,7 +55,7 @@ async fn patch_status(
 
 /// Publishes one Event per condition whose status or reason changed, as a
 /// Warning when it reports a problem. Event failures are logged, never
-/// fatal: the status already tells the same.
+/// fatal: the status already shows the same.
 async fn publish_events(
     model: &VisionModel,
     previous: &VisionModelStatus,

@@ -1,4 +1,4 @@
-//! Step 2: resolve the model URL and verify the model before any node sees it.
+//! Step 2: resolve the model URL and verify the model before any node loads it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ use crate::status::ModelCheck;
 /// again (a conditional request, so an unchanged file is not downloaded).
 const REVERIFY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Why a model could not be verified.
+/// Failure to verify a model.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("Secret {name} named by spec.model.urlFrom was not found")]
@@ -62,7 +62,7 @@ impl VerifyError {
         }
     }
 
-    /// Whether retrying soon may succeed without a change to the spec.
+    /// Returns whether retrying soon may succeed without a change to the spec.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::SecretLookup { .. } => true,
