@@ -119,6 +119,11 @@ struct RunArgs {
     identity: String,
 }
 
+/// Time the controller gets after SIGTERM or Ctrl-C to finish the reconciles
+/// that are running. A reconcile can wait minutes on a slow model origin,
+/// and Kubernetes kills the pod 30 s after SIGTERM by default anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Json,
@@ -141,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    tokio::spawn(exit_after_shutdown_grace());
 
     let settings = agent_settings(&args)?;
     let client = kube::Client::try_default()
@@ -195,6 +201,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         result = server => anyhow::bail!("the metrics server stopped: {result:?}"),
     }
     Ok(())
+}
+
+/// Exits the process when reconciles still run `SHUTDOWN_GRACE` after the
+/// shutdown signal; the controller's own graceful shutdown waits for them.
+async fn exit_after_shutdown_grace() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Failed to listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tracing::warn!(
+        grace_seconds = SHUTDOWN_GRACE.as_secs(),
+        "Reconciles still running after the shutdown grace period, exiting"
+    );
+    std::process::exit(0);
 }
 
 fn agent_settings(args: &RunArgs) -> anyhow::Result<AgentSettings> {
