@@ -112,6 +112,7 @@ ARG ONNXRUNTIME_VERSION
 # libstdc++6, zlib1g and ocl-icd-libopencl1 are what the OpenVINO libraries
 # link against. intel-opencl-icd is the OpenCL driver OpenVINO's GPU plugin
 # needs for Intel GPUs, and libze1 the Level Zero loader of its NPU plugin.
+# fonts-dejavu-core has the font /snapshot.jpg writes its labels in.
 # NOTE: Debian 12 packages no Intel NPU user-space driver, so the NPU plugin
 # finds no device in this image; the GPU driver from Debian 12 (22.43,
 # late 2022) predates Meteor Lake and newer GPUs.
@@ -121,7 +122,7 @@ RUN set -eu; \
       ca-certificates libstdc++6 zlib1g \
       libgstreamer1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-bad gstreamer1.0-libav \
-      ocl-icd-libopencl1 intel-opencl-icd libze1; \
+      ocl-icd-libopencl1 intel-opencl-icd libze1 fonts-dejavu-core; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --gid 65532 nonroot; \
     useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot

@@ -18,7 +18,7 @@ use crate::pipeline::{Pipeline, RunSettings, RunSummary};
 use crate::runtime::{
     InferenceSession, LibraryError, OpenVinoInventory, OrtLibrary, SessionConfig,
 };
-use crate::source::{self, SourceOptions};
+use crate::source;
 
 /// Runs a model on a source until the source ends or a stop signal arrives,
 /// and prints the summary line on stderr.
@@ -40,9 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<RunSummary> {
         max_fps: args.max_fps,
     };
     let source_spec = args.source.clone();
-    let source_options = SourceOptions {
-        stall_timeout: args.source_timeout(),
-    };
+    let source_options = args.source_options();
 
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());

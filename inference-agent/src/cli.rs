@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use visionfleet_api::Accelerator;
 
 use crate::runtime::{ORT_DYLIB_PATH_ENV, ProviderPolicy};
+use crate::source::{RtspTransport, SourceOptions};
 
 /// VisionFleet edge agent: runs a Custom Vision or ONNX model on images or
 /// video with ONNX Runtime and OpenVINO, one JSON line per frame on stdout.
@@ -24,6 +25,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the OpenVINO version and devices found beside ONNX Runtime, as JSON.
     Devices(RuntimeArgs),
+    /// Serve the model of an AgentConfig file on its source until stopped,
+    /// applying config changes while frames flow.
+    Serve(Box<crate::serve::ServeArgs>),
 }
 
 /// Location of ONNX Runtime.
@@ -121,9 +125,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
-    /// Seconds a video may deliver no frame before the run fails.
+    /// Seconds a video that delivered frames may deliver none before the
+    /// run fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_positive)]
     pub source_timeout: f64,
+
+    /// Seconds a newly opened video, camera or stream may take to deliver
+    /// its first frame.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0, value_parser = parse_positive)]
+    pub source_open_timeout: f64,
+
+    /// Restart a video file at its end; the run then ends only on a stop signal.
+    #[arg(long = "loop")]
+    pub loop_video: bool,
+
+    /// Transport of an rtsp:// or rtsps:// source.
+    #[arg(long, value_enum, default_value_t = RtspTransport::Auto)]
+    pub rtsp_transport: RtspTransport,
+
+    /// Folder with `username` and `password` files for the stream, such as
+    /// a mounted Secret. Default: the VISIONFLEET_SOURCE_USERNAME and
+    /// VISIONFLEET_SOURCE_PASSWORD environment variables.
+    #[arg(long, value_name = "DIR")]
+    pub source_credentials_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -132,6 +156,18 @@ pub struct RunArgs {
 impl RunArgs {
     pub fn source_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.source_timeout)
+    }
+
+    /// Returns the source settings of the run.
+    pub fn source_options(&self) -> SourceOptions {
+        SourceOptions {
+            open_timeout: Duration::from_secs_f64(self.source_open_timeout),
+            stall_timeout: self.source_timeout(),
+            rtsp_transport: self.rtsp_transport,
+            loop_video: self.loop_video,
+            credentials_dir: self.source_credentials_dir.clone(),
+            ..SourceOptions::default()
+        }
     }
 
     /// Returns the model cache folder: `--cache-dir`, or the user's cache folder.
@@ -201,7 +237,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(args) => *args,
-            Command::Devices(_) => panic!("expected run"),
+            Command::Devices(_) | Command::Serve(_) => panic!("expected run"),
         }
     }
 

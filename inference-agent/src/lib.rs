@@ -11,5 +11,6 @@ pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod runtime;
+pub mod serve;
 pub mod source;
 pub mod tensor;

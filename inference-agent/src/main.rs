@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices(args) => app::devices(&args),
         Command::Run(args) => run(*args),
+        Command::Serve(args) => serve(*args),
     };
 
     match result {
@@ -36,6 +37,13 @@ fn run(args: visionfleet_agent::cli::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(app::run(args)).map(|_| ())
+}
+
+fn serve(args: visionfleet_agent::serve::ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(visionfleet_agent::serve::serve(args))
 }
 
 fn init_logging() {

@@ -167,26 +167,57 @@ impl Pipeline {
             "Model ready"
         );
 
-        if let Some(metrics) = &metrics {
-            let device = session.device();
-            metrics.set_model(ModelInfo {
-                digest: &model.package.digest,
-                task: &task,
-                format: model.format(),
-                layout: model.layout.name(),
-                device: device.device.as_str(),
-                provider: device.provider.as_str(),
-            });
-        }
-
-        Ok(Self {
+        let pipeline = Self {
             session,
             input,
             model,
             task,
             settings,
             metrics,
-        })
+        };
+        pipeline.record_model_info();
+        Ok(pipeline)
+    }
+
+    /// Starts counting inferences in `metrics` and records this model as the
+    /// served one. `serve` builds a new model's pipeline without metrics
+    /// beside the serving one, and calls this when the new one takes over.
+    pub fn attach_metrics(&mut self, metrics: Metrics) {
+        self.metrics = Some(metrics);
+        self.record_model_info();
+    }
+
+    fn record_model_info(&self) {
+        if let Some(metrics) = &self.metrics {
+            let device = self.session.device();
+            metrics.set_model(ModelInfo {
+                digest: &self.model.package.digest,
+                task: &self.task,
+                format: self.model.format(),
+                layout: self.model.layout.name(),
+                device: device.device.as_str(),
+                provider: device.provider.as_str(),
+            });
+        }
+    }
+
+    /// Replaces the threshold, objects of interest and frame-rate cap; the
+    /// next inference uses them.
+    pub fn set_settings(&mut self, settings: RunSettings) {
+        self.settings = settings;
+    }
+
+    pub fn settings(&self) -> &RunSettings {
+        &self.settings
+    }
+
+    pub fn model(&self) -> &PreparedModel {
+        &self.model
+    }
+
+    /// `Classification` or `ObjectDetection`.
+    pub fn task(&self) -> &str {
+        &self.task
     }
 
     pub fn device(&self) -> &DeviceReport {
@@ -224,6 +255,9 @@ impl Pipeline {
             self.settings.threshold,
             &self.settings.objects_of_interest,
         );
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_detections(&reported);
+        }
         Ok((reported, inference_time))
     }
 

@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use visionfleet_agent::source::{self, FrameSource, SourceError, SourceOptions, VideoSource};
+use visionfleet_agent::source::{self, SourceError, SourceOptions};
 
 #[test]
 fn video_decodes_every_frame_then_ends() {
@@ -80,18 +80,21 @@ fn silent_stream_times_out() {
         std::thread::sleep(Duration::from_secs(30));
     });
     let options = SourceOptions {
-        stall_timeout: Duration::from_secs(1),
+        open_timeout: Duration::from_secs(1),
+        ..SourceOptions::default()
     };
     let uri = format!("http://{addr}/camera.mp4");
-    let mut source = VideoSource::open(&uri, &uri, &options).unwrap();
+    let mut source = source::open(&uri, &options).unwrap();
 
     let error = source.next_frame().unwrap_err();
 
-    assert!(matches!(error, SourceError::Stalled { .. }), "{error}");
+    assert!(matches!(error, SourceError::OpenTimedOut { .. }), "{error}");
     assert!(error.is_transient());
     assert_eq!(
         error.to_string(),
-        format!("no frame from {uri} for 1 s; the stream stalled")
+        format!(
+            "no frame from {uri} within 1 s of opening; check that the address is reachable and serves video"
+        )
     );
 }
 
