@@ -1,5 +1,5 @@
-//! Where the agent's frame time goes: the steps of the `run` loop called one
-//! after the other on a video, each timed on its own.
+//! Time per step of the agent's frame loop: the steps of the `run` loop
+//! called one after the other on a video, each timed on its own.
 //!
 //! The steps are those of `Pipeline::run`. `next_frame` waits for the next
 //! decoded frame, which GStreamer decodes and converts to RGB on its own

@@ -4,7 +4,7 @@
 # 127.0.0.1; each node then restarts with its cache kept. Two model versions
 # roll out one after the other, as an upgrade does.
 
-# Prints the bytes and requests the server has answered for PATH so far.
+# Prints the bytes and requests the server has served for PATH so far.
 served_for() {
   model_server_stats | jq -c --arg path "/$1" '.[$path] // {requests: 0, bytes: 0} | {requests, bytes}'
 }
