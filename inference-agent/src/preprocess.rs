@@ -7,11 +7,13 @@
 //! standard deviation normalisation. Custom Vision's older exports were
 //! made for Windows ML, which feeds `Bgr8` frames with 0-255 values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use half::f16;
 use image::RgbImage;
-use image::imageops::FilterType;
 
 use crate::runtime::InputSignature;
 use crate::tensor::{InputData, InputElement, InputTensor};
@@ -38,13 +40,13 @@ pub const CROP_METHOD_KEY: &str = "CustomVision.Preprocess.CropMethod";
 /// classifiers and of most ImageNet-style classifiers.
 pub const DEFAULT_INPUT_SIZE: usize = 224;
 
-/// The resize filter: a triangle (bilinear) filter whose support widens
-/// when shrinking, so every source pixel contributes, as Pillow's
-/// `BILINEAR` does. Custom Vision's sample readers stretch the frame to the
-/// input size with Pillow, and the expected results of this repository's
-/// model fixtures were computed with Pillow's `BILINEAR`. Pillow's default
-/// filter (`BICUBIC`) would shift scores by a few thousandths.
-pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
+/// The resize filter: a bilinear convolution whose support widens when
+/// shrinking, so every source pixel contributes, as Pillow's `BILINEAR`
+/// does. Custom Vision's sample readers stretch the frame to the input size
+/// with Pillow, and the expected results of this repository's model
+/// fixtures were computed with Pillow's `BILINEAR`. Pillow's default filter
+/// (`BICUBIC`) would shift scores by a few thousandths.
+pub const RESIZE_FILTER: FilterType = FilterType::Bilinear;
 
 /// Memory layout of an image tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,16 +87,36 @@ impl PixelFormat {
         }
     }
 
-    /// Returns the value of channel `channel` for one RGB pixel, before scaling.
-    fn channel_value(self, [red, green, blue]: [u8; 3], channel: usize) -> f32 {
-        let value = match (self, channel) {
-            (Self::Rgb8 | Self::Rgba8, 0) | (Self::Bgr8 | Self::Bgra8, 2) => red,
-            (Self::Rgb8 | Self::Rgba8 | Self::Bgr8 | Self::Bgra8, 1) => green,
-            (Self::Rgb8 | Self::Rgba8, 2) | (Self::Bgr8 | Self::Bgra8, 0) => blue,
-            (Self::Gray8, _) => return luma(red, green, blue),
-            _ => u8::MAX,
-        };
-        f32::from(value)
+    /// Returns where input channel `channel` takes its value from an RGB pixel.
+    fn channel_source(self, channel: usize) -> ChannelSource {
+        match (self, channel) {
+            (Self::Rgb8 | Self::Rgba8, 0) | (Self::Bgr8 | Self::Bgra8, 2) => ChannelSource::Rgb(0),
+            (Self::Rgb8 | Self::Rgba8 | Self::Bgr8 | Self::Bgra8, 1) => ChannelSource::Rgb(1),
+            (Self::Rgb8 | Self::Rgba8, 2) | (Self::Bgr8 | Self::Bgra8, 0) => ChannelSource::Rgb(2),
+            (Self::Gray8, _) => ChannelSource::Luma,
+            _ => ChannelSource::Opaque,
+        }
+    }
+}
+
+/// Origin of one input channel's 8-bit value in an RGB pixel.
+#[derive(Debug, Clone, Copy)]
+enum ChannelSource {
+    /// The red (0), green (1) or blue (2) component.
+    Rgb(usize),
+    /// The pixel's luma, for gray inputs.
+    Luma,
+    /// A fully opaque alpha value, 255, because frames have no alpha.
+    Opaque,
+}
+
+impl ChannelSource {
+    fn value(self, pixel: &[u8]) -> u8 {
+        match self {
+            Self::Rgb(component) => pixel[component],
+            Self::Luma => luma(pixel[0], pixel[1], pixel[2]),
+            Self::Opaque => u8::MAX,
+        }
     }
 }
 
@@ -241,15 +263,23 @@ impl ImageInput {
         let plane = self.width * self.height;
         let mut values = vec![0.0f32; plane * channels];
 
-        for (index, pixel) in resized.pixels().enumerate() {
-            for channel in 0..channels {
-                let raw = self.format.channel_value(pixel.0, channel);
-                let value = (self.range.scale(raw) - self.mean[channel]) / self.std[channel];
-                let position = match self.layout {
-                    TensorLayout::Nchw => channel * plane + index,
-                    TensorLayout::Nhwc => index * channels + channel,
-                };
-                values[position] = value;
+        for channel in 0..channels {
+            let source = self.format.channel_source(channel);
+            let table = self.value_table(channel);
+            let pixels = resized.chunks_exact(3);
+            match self.layout {
+                TensorLayout::Nchw => {
+                    let destination = &mut values[channel * plane..(channel + 1) * plane];
+                    for (value, pixel) in destination.iter_mut().zip(pixels) {
+                        *value = table[usize::from(source.value(pixel))];
+                    }
+                }
+                TensorLayout::Nhwc => {
+                    let destination = values[channel..].iter_mut().step_by(channels);
+                    for (value, pixel) in destination.zip(pixels) {
+                        *value = table[usize::from(source.value(pixel))];
+                    }
+                }
             }
         }
 
@@ -270,13 +300,36 @@ impl ImageInput {
         }
     }
 
-    fn resize(&self, frame: &RgbImage) -> RgbImage {
+    /// Returns the input value of `channel` for each 8-bit value, after
+    /// range scaling, mean and standard deviation.
+    fn value_table(&self, channel: usize) -> [f32; 256] {
+        std::array::from_fn(|raw| {
+            let raw = f32::from(u8::try_from(raw).unwrap_or(u8::MAX));
+            (self.range.scale(raw) - self.mean[channel]) / self.std[channel]
+        })
+    }
+
+    /// Returns the RGB bytes of `frame` stretched to the input size.
+    fn resize<'frame>(&self, frame: &'frame RgbImage) -> Cow<'frame, [u8]> {
         let width = u32::try_from(self.width).unwrap_or(u32::MAX);
         let height = u32::try_from(self.height).unwrap_or(u32::MAX);
         if frame.width() == width && frame.height() == height {
-            return frame.clone();
+            return Cow::Borrowed(frame.as_raw());
         }
-        image::imageops::resize(frame, width, height, RESIZE_FILTER)
+
+        let source = ImageRef::new(
+            frame.width(),
+            frame.height(),
+            frame.as_raw(),
+            PixelType::U8x3,
+        )
+        .expect("an RgbImage buffer contains width x height RGB pixels");
+        let mut resized = Image::new(width, height, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(RESIZE_FILTER));
+        Resizer::new()
+            .resize(&source, &mut resized, &options)
+            .expect("resizing between two U8x3 images without cropping cannot fail");
+        Cow::Owned(resized.into_vec())
     }
 }
 
@@ -460,8 +513,9 @@ fn format_shape(shape: &[Option<usize>]) -> String {
 
 /// ITU-R BT.601 luma, the weights ONNX's `Gray8` convention and Pillow's
 /// `convert("L")` use.
-fn luma(red: u8, green: u8, blue: u8) -> f32 {
-    (0.299 * f32::from(red) + 0.587 * f32::from(green) + 0.114 * f32::from(blue)).round()
+fn luma(red: u8, green: u8, blue: u8) -> u8 {
+    let luma = 0.299 * f32::from(red) + 0.587 * f32::from(green) + 0.114 * f32::from(blue);
+    luma.round() as u8
 }
 
 #[cfg(test)]
@@ -564,6 +618,24 @@ mod tests {
 
         // B plane: (0 - 0.5) / 0.5, (1 - 0.5) / 0.5; G: (0 - 0.25) / 0.5; R: 1 / 2, 0 / 2.
         assert_eq!(values(&tensor), &[-1.0, 1.0, -0.5, -0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn bgra_input_gets_opaque_alpha() {
+        let metadata = metadata(&[(PIXEL_FORMAT_KEY, "Bgra8")]);
+        let input = ImageInput::from_model(
+            &[signature(&[Some(1), Some(1), Some(2), Some(4)])],
+            &metadata,
+        )
+        .unwrap();
+
+        let tensor = input.prepare(&red_blue());
+
+        assert_eq!(input.layout, TensorLayout::Nhwc);
+        assert_eq!(
+            values(&tensor),
+            &[0.0, 0.0, 255.0, 255.0, 255.0, 0.0, 0.0, 255.0]
+        );
     }
 
     #[test]
