@@ -45,6 +45,9 @@ pub struct Observation<'a> {
     /// The spec check's error message, when the spec is invalid.
     pub invalid_spec: Option<String>,
     pub model: ModelCheck,
+    /// Name of the agents' ServiceAccount when it is missing from the
+    /// VisionModel's namespace.
+    pub missing_agent_account: Option<String>,
     pub daemon_sets: &'a [DaemonSet],
     pub pods: &'a [Pod],
 }
@@ -167,6 +170,16 @@ fn ready(facts: &Facts<'_>) -> ConditionParts {
             "False",
             "NotDeployed".to_owned(),
             "No agent DaemonSet exists yet".to_owned(),
+        );
+    }
+    if let Some(account) = &facts.observation.missing_agent_account {
+        return (
+            type_,
+            "False",
+            "AgentServiceAccountMissing".to_owned(),
+            format!(
+                "ServiceAccount {account} does not exist in this namespace, so no agent pod can be created; add the namespace to the chart's agent.namespaces, or create the account"
+            ),
         );
     }
     if nodes.desired == 0 {
@@ -544,6 +557,7 @@ mod tests {
         let observation = Observation {
             invalid_spec: None,
             model: ModelCheck::Verified(resolved()),
+            missing_agent_account: None,
             daemon_sets: &daemon_sets,
             pods: &pods,
         };
@@ -566,6 +580,28 @@ mod tests {
     }
 
     #[test]
+    fn missing_agent_account_named_in_ready() {
+        let daemon_sets = [daemon_set(
+            &SETTLED.replace("numberReady: 3", "numberReady: 0"),
+        )];
+        let observation = Observation {
+            invalid_spec: None,
+            model: ModelCheck::Verified(resolved()),
+            missing_agent_account: Some("visionfleet-agent".to_owned()),
+            daemon_sets: &daemon_sets,
+            pods: &[],
+        };
+
+        let status = compute(&model(), &observation, now());
+
+        let ready = condition(&status, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, "AgentServiceAccountMissing");
+        assert!(ready.message.contains("ServiceAccount visionfleet-agent"));
+        assert!(ready.message.contains("agent.namespaces"));
+    }
+
+    #[test]
     fn stale_daemonset_counts_mean_progressing() {
         let daemon_sets = [daemon_set(
             &SETTLED.replace("generation: 2}", "generation: 3}"),
@@ -573,6 +609,7 @@ mod tests {
         let observation = Observation {
             invalid_spec: None,
             model: ModelCheck::Verified(resolved()),
+            missing_agent_account: None,
             daemon_sets: &daemon_sets,
             pods: &[],
         };
@@ -594,6 +631,7 @@ mod tests {
         let observation = Observation {
             invalid_spec: None,
             model: ModelCheck::Verified(resolved()),
+            missing_agent_account: None,
             daemon_sets: &daemon_sets,
             pods: &[],
         };
@@ -621,6 +659,7 @@ mod tests {
                 reason: "NotAZip".to_owned(),
                 message: "https://models.example.com/a.zip returned an HTML page".to_owned(),
             },
+            missing_agent_account: None,
             daemon_sets: &daemon_sets,
             pods: &[],
         };
@@ -649,6 +688,7 @@ mod tests {
                 "spec.source: set exactly one of camera, url and file (2 are set)".to_owned(),
             ),
             model: ModelCheck::NotChecked,
+            missing_agent_account: None,
             daemon_sets: &[],
             pods: &[],
         };
@@ -686,6 +726,7 @@ mod tests {
         let observation = Observation {
             invalid_spec: None,
             model: ModelCheck::Verified(resolved()),
+            missing_agent_account: None,
             daemon_sets: &[],
             pods: &pods,
         };
@@ -709,6 +750,7 @@ mod tests {
         let observation = Observation {
             invalid_spec: None,
             model: ModelCheck::Verified(resolved()),
+            missing_agent_account: None,
             daemon_sets: &daemon_sets,
             pods: &[],
         };
@@ -730,6 +772,7 @@ mod tests {
             &Observation {
                 invalid_spec: None,
                 model: ModelCheck::Verified(resolved()),
+                missing_agent_account: None,
                 daemon_sets: &settled,
                 pods: &[],
             },
@@ -745,6 +788,7 @@ mod tests {
             &Observation {
                 invalid_spec: None,
                 model: ModelCheck::Verified(resolved()),
+                missing_agent_account: None,
                 daemon_sets: &rolling,
                 pods: &[],
             },

@@ -14,13 +14,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
-use kube::api::DeleteParams;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use visionfleet_e2e::world::{
     CONVERGE, ROLE_LABEL, World, condition, condition_is, config_hash, is_ready, nodes_are,
     sha256_digest,
 };
 use visionfleet_e2e::{NodeBehaviour, Unmet, wait_for};
+
+/// The agents' ServiceAccount that `World::start` creates.
+const AGENT_ACCOUNT: &str = "visionfleet-agent";
 
 #[tokio::test]
 async fn agents_land_on_matching_nodes_by_device() -> Result<()> {
@@ -291,6 +295,51 @@ async fn invalid_spec_sets_condition_and_deploys_nothing() -> Result<()> {
         daemon_sets.is_empty() && config_maps.is_empty(),
         "objects were created for an invalid spec"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_agent_account_named_in_status() -> Result<()> {
+    let mut world = World::start("no-account").await?;
+    let accounts: Api<ServiceAccount> =
+        Api::namespaced(world.namespace.client(), world.namespace.name());
+    accounts
+        .delete(AGENT_ACCOUNT, &DeleteParams::default())
+        .await?;
+    world.add_node("edge-a", "camera", false).await?;
+
+    world
+        .apply_model("faces", "face-detection-s1.zip", "")
+        .await?;
+
+    let status = world
+        .wait_for_status(
+            "faces",
+            "Ready=False with AgentServiceAccountMissing",
+            |status| condition_is(status, "Ready", "False", "AgentServiceAccountMissing"),
+        )
+        .await?;
+    let ready = condition(&status, "Ready").unwrap();
+    ensure!(
+        ready.message.contains(AGENT_ACCOUNT),
+        "message names the account: {}",
+        ready.message
+    );
+
+    // Once the account exists, the DaemonSet controller creates the pods.
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(AGENT_ACCOUNT.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    accounts.create(&PostParams::default(), &account).await?;
+    world
+        .wait_for_status("faces", "Ready=True", |status| {
+            condition_is(status, "Ready", "True", "AllNodesReady")
+        })
+        .await?;
     Ok(())
 }
 

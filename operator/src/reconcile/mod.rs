@@ -1,7 +1,9 @@
 //! Reconcile of one VisionModel, as a pipeline of named steps:
 //! validate, verify the model, build the desired objects, apply them,
-//! compute the status and patch it when it changed.
+//! check the agents' ServiceAccount, compute the status and patch it when
+//! it changed.
 
+pub mod account;
 pub mod apply;
 mod report;
 pub mod verify;
@@ -20,6 +22,7 @@ use visionfleet_api::validation::validate;
 use crate::build::{self, vision_model_label};
 use crate::context::Context;
 use crate::status::{ModelCheck, Observation};
+use account::{AccountCheck, check_agent_account};
 use apply::ApplyError;
 use verify::VerifyError;
 
@@ -68,6 +71,10 @@ pub async fn reconcile(model: Arc<VisionModel>, context: Arc<Context>) -> Result
     let observation = Observation {
         invalid_spec: outcome.invalid_spec.clone(),
         model: outcome.model.clone(),
+        missing_agent_account: match &outcome.agent_account {
+            AccountCheck::Missing(name) => Some(name.clone()),
+            AccountCheck::Present | AccountCheck::Unknown => None,
+        },
         daemon_sets: &daemon_sets,
         pods: &pods,
     };
@@ -106,6 +113,7 @@ pub fn error_policy(model: Arc<VisionModel>, error: &Error, context: Arc<Context
 struct Outcome {
     invalid_spec: Option<String>,
     model: ModelCheck,
+    agent_account: AccountCheck,
     error: Option<Error>,
     next: Action,
 }
@@ -122,6 +130,7 @@ async fn run_steps(
         return Outcome {
             invalid_spec: Some(invalid.to_string()),
             model: ModelCheck::NotChecked,
+            agent_account: AccountCheck::Unknown,
             error: None,
             next: Action::await_change(),
         };
@@ -144,6 +153,7 @@ async fn run_steps(
             return Outcome {
                 invalid_spec: None,
                 model: check,
+                agent_account: AccountCheck::Unknown,
                 error,
                 next: Action::requeue(RECHECK_FAILED_MODEL),
             };
@@ -165,9 +175,19 @@ async fn run_steps(
     .err()
     .map(Error::from);
 
+    // Step 5: a missing agent ServiceAccount keeps every agent pod from
+    // being created, so the status names it.
+    let agent_account = check_agent_account(
+        &context.client,
+        namespace,
+        &context.settings.service_account,
+    )
+    .await;
+
     Outcome {
         invalid_spec: None,
         model: check,
+        agent_account,
         error,
         next: Action::requeue(RESYNC),
     }

@@ -1,4 +1,4 @@
-//! Steps 5 and 6: compute the status, patch it only when it changed, and
+//! Steps 6 and 7: compute the status, patch it only when it changed, and
 //! publish an Event for every condition change a user must see.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
