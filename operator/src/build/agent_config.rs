@@ -11,6 +11,7 @@ use visionfleet_api::agent_config::{
 };
 use visionfleet_api::{AgentConfig, OutputSink, VisionModel};
 
+use super::node_paths::{in_container, model_file};
 use super::{SecretMount, VerifiedModel, mounts, object_meta};
 use crate::names;
 
@@ -27,7 +28,7 @@ pub fn agent_config(model: &VisionModel, verified: &VerifiedModel) -> AgentConfi
             name: model.metadata.name.clone().unwrap_or_default(),
         },
         model: AgentModel {
-            url: spec.model.url.clone(),
+            url: spec.model.url.as_deref().map(container_model_url),
             url_file: spec
                 .model
                 .url_from
@@ -44,7 +45,7 @@ pub fn agent_config(model: &VisionModel, verified: &VerifiedModel) -> AgentConfi
         source: AgentSource {
             camera: spec.source.camera.clone(),
             url: spec.source.url.clone(),
-            file: spec.source.file.clone(),
+            file: spec.source.file.as_deref().map(in_container),
             credentials_dir: spec
                 .source
                 .credentials_secret
@@ -70,13 +71,22 @@ pub fn agent_config(model: &VisionModel, verified: &VerifiedModel) -> AgentConfi
 fn agent_sink(index: usize, sink: &OutputSink) -> AgentSink {
     AgentSink {
         kind: sink.kind,
-        path: sink.path.clone(),
+        path: sink.path.as_deref().map(in_container),
         url: sink.url.clone(),
         topic: sink.topic.clone(),
         credentials_dir: sink
             .credentials_secret
             .as_ref()
             .map(|_| SecretMount::SinkCredentials(index).path()),
+    }
+}
+
+/// Returns the model URL as the agent container sees it: a `file://` URL
+/// points into the node folders mounted under [`mounts::NODE`].
+fn container_model_url(url: &str) -> String {
+    match model_file(url) {
+        Some(path) => format!("file://{}", in_container(path)),
+        None => url.to_owned(),
     }
 }
 

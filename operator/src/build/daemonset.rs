@@ -1,7 +1,6 @@
 //! The agent DaemonSet of one device variant.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
@@ -20,6 +19,7 @@ use visionfleet_api::labels::{CONFIG_HASH_ANNOTATION, VISION_MODEL_LABEL};
 use visionfleet_api::{Accelerator, VisionModel};
 
 use super::agent_config::{config_map_name, config_path};
+use super::node_paths::node_folders;
 use super::placement::{Variant, node_affinity};
 use super::{DEVICE_VARIANT_LABEL, SecretMount, mounts, object_meta, vision_model_label};
 use crate::names;
@@ -102,8 +102,8 @@ fn pod_spec(
 
     PodSpec {
         service_account_name: Some(settings.service_account.clone()),
-        affinity: Some(Affinity {
-            node_affinity: Some(node_affinity(variant)),
+        affinity: node_affinity(variant).map(|node_affinity| Affinity {
+            node_affinity: Some(node_affinity),
             ..Affinity::default()
         }),
         tolerations: Some(model.spec.agent.tolerations.clone())
@@ -321,15 +321,17 @@ fn volumes(
         // privileged pods unless a camera device plugin is configured.
         set.add(host_path("camera", camera, "CharDevice"), camera, false);
     }
-    if let Some(file) = &spec.source.file {
-        let folder = Path::new(file)
-            .parent()
-            .map(|parent| parent.display().to_string())
-            .unwrap_or_else(|| "/".to_owned());
+    for (index, folder) in node_folders(spec).iter().enumerate() {
+        // A folder that only a File sink names may not exist yet.
+        let type_ = if folder.read_only {
+            "Directory"
+        } else {
+            "DirectoryOrCreate"
+        };
         set.add(
-            host_path("source-files", &folder, "Directory"),
-            &folder,
-            true,
+            host_path(&format!("node-{index}"), &folder.host_path, type_),
+            &folder.mount_path,
+            folder.read_only,
         );
     }
     if spec.accelerator.preference.contains(&Accelerator::Myriad) {

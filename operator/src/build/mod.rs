@@ -4,6 +4,7 @@
 
 mod agent_config;
 mod daemonset;
+mod node_paths;
 mod placement;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub mod mounts {
     pub const CACHE: &str = "/var/lib/visionfleet";
     /// Mounted Secrets.
     pub const SECRETS: &str = "/var/run/visionfleet";
+    /// Node folders the spec names, each at its node path under this one.
+    pub const NODE: &str = "/host";
 }
 
 /// A Secret volume of the agent pod.
@@ -516,6 +519,48 @@ securityContext:
         assert_eq!(
             pod.security_context.as_ref().unwrap().supplemental_groups,
             Some(vec![44])
+        );
+    }
+
+    #[test]
+    fn node_files_mounted_under_host_folder() {
+        let model = model(
+            &SHELF
+                .replace(
+                    "url: rtsp://camera.store.local:554/stream1",
+                    "file: /var/lib/visionfleet/line-3.mp4",
+                )
+                .replace(
+                    r#"- {type: Mqtt, url: "mqtt://broker:1883", credentialsSecret: broker-login}"#,
+                    "- {type: File, path: /data/results.jsonl}",
+                ),
+        );
+
+        let desired = desired(&model, &verified(), &AgentSettings::default());
+        let container = agent_container(&desired.daemon_sets[2]);
+        let config = agent_config(&model, &verified());
+
+        let mount_paths: Vec<&str> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|mount| mount.mount_path.as_str())
+            .collect();
+        let unique: std::collections::BTreeSet<&str> = mount_paths.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            mount_paths.len(),
+            "mount paths {mount_paths:?}"
+        );
+        assert!(mount_paths.contains(&"/host/var/lib/visionfleet"));
+        assert!(mount_paths.contains(&"/host/data"));
+        assert_eq!(
+            config.source.file.as_deref(),
+            Some("/host/var/lib/visionfleet/line-3.mp4")
+        );
+        assert_eq!(
+            config.output.sinks[0].path.as_deref(),
+            Some("/host/data/results.jsonl")
         );
     }
 }

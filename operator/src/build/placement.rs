@@ -62,9 +62,15 @@ pub fn variants(
     variants
 }
 
-/// Returns the node affinity that places a variant's pods.
-pub fn node_affinity(variant: &Variant) -> NodeAffinity {
-    NodeAffinity {
+/// Returns the node affinity that places a variant's pods, or `None` for a
+/// variant that runs on every node. An empty node selector term would match
+/// no node at all, so it is left out instead.
+pub fn node_affinity(variant: &Variant) -> Option<NodeAffinity> {
+    if variant.requirements.is_empty() {
+        return None;
+    }
+
+    Some(NodeAffinity {
         required_during_scheduling_ignored_during_execution: Some(NodeSelector {
             node_selector_terms: vec![NodeSelectorTerm {
                 match_expressions: Some(variant.requirements.clone()),
@@ -72,7 +78,7 @@ pub fn node_affinity(variant: &Variant) -> NodeAffinity {
             }],
         }),
         ..NodeAffinity::default()
-    }
+    })
 }
 
 fn cpu_variant(base: &[NodeSelectorRequirement], earlier: &[&DeviceMapping]) -> Variant {
@@ -186,6 +192,19 @@ mod tests {
             rendered(&variants[0]),
             ["site In plant-7", "zone NotIn a", "camera Exists"]
         );
+    }
+
+    #[test]
+    fn empty_selector_runs_on_every_node() {
+        let variants = variants(
+            &LabelSelector::default(),
+            &AcceleratorSpec::default(),
+            &AcceleratorMapping::default(),
+        );
+
+        assert_eq!(variants.len(), 1);
+        assert!(variants[0].requirements.is_empty());
+        assert_eq!(node_affinity(&variants[0]), None);
     }
 
     #[test]
