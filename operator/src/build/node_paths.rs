@@ -69,8 +69,8 @@ pub fn node_folders(spec: &VisionModelSpec) -> Vec<NodeFolder> {
         .collect()
 }
 
-/// Returns the folder of a file. A source may also name an image folder;
-/// its parent is mounted then, which contains it.
+/// Returns the folder of a file. A source may also name an image folder,
+/// and then its parent, which contains it, is mounted.
 fn parent_folder(path: &str) -> String {
     Path::new(path)
         .parent()
