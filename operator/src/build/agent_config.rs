@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
+use url::Url;
 use visionfleet_api::agent_config::{
     AGENT_CONFIG_API_VERSION, AGENT_CONFIG_FILE, AGENT_CONFIG_KIND, AgentModel, AgentOutput,
     AgentSink, AgentSource, ObjectName,
@@ -84,10 +85,9 @@ fn agent_sink(index: usize, sink: &OutputSink) -> AgentSink {
 /// Returns the model URL as the agent container sees it: a `file://` URL
 /// points into the node folders mounted under [`mounts::NODE`].
 fn container_model_url(url: &str) -> String {
-    match model_file(url) {
-        Some(path) => format!("file://{}", in_container(path)),
-        None => url.to_owned(),
-    }
+    model_file(url)
+        .and_then(|path| Url::from_file_path(in_container(&path)).ok())
+        .map_or_else(|| url.to_owned(), String::from)
 }
 
 /// Returns the ConfigMap holding a rendered config. Its name carries the

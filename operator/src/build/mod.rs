@@ -563,4 +563,28 @@ securityContext:
             Some("/host/data/results.jsonl")
         );
     }
+
+    #[test]
+    fn file_model_url_points_into_host_folder() {
+        let model = model(&SHELF.replace(
+            "urlFrom: {name: shelf-model, key: sas-url}",
+            "url: 'file:/data/models/line%203.zip'",
+        ));
+
+        let desired = desired(&model, &verified(), &AgentSettings::default());
+        let container = agent_container(&desired.daemon_sets[2]);
+        let config = agent_config(&model, &verified());
+
+        let mount = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|mount| mount.mount_path == "/host/data/models")
+            .expect("the model's folder is mounted");
+        assert_eq!(mount.read_only, Some(true));
+        assert_eq!(
+            config.model.url.as_deref(),
+            Some("file:///host/data/models/line%203.zip")
+        );
+    }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use url::Url;
 use visionfleet_api::{SinkKind, VisionModelSpec};
 
 use super::mounts;
@@ -26,9 +27,12 @@ pub fn in_container(node_path: &str) -> String {
     format!("{}{node_path}", mounts::NODE)
 }
 
-/// Returns the path of a `file://` model URL, or `None` for other schemes.
-pub fn model_file(url: &str) -> Option<&str> {
-    url.strip_prefix("file://")
+/// Returns the node path of a `file:` model URL, decoded as the model store
+/// reads it, or `None` for other schemes.
+pub fn model_file(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok().filter(|url| url.scheme() == "file")?;
+    let path = url.to_file_path().ok()?;
+    Some(path.display().to_string())
 }
 
 /// Returns the node folders the agent needs, one per distinct folder and
@@ -47,7 +51,7 @@ pub fn node_folders(spec: &VisionModelSpec) -> Vec<NodeFolder> {
     // NOTE: a file:// URL inside a urlFrom Secret is not mounted, because
     // its value never reaches the pod spec.
     if let Some(model) = spec.model.url.as_deref().and_then(model_file) {
-        add(model, true);
+        add(&model, true);
     }
     let sink_paths = spec
         .output
@@ -144,7 +148,16 @@ mod tests {
 
     #[test]
     fn model_file_url_gives_path() {
-        assert_eq!(model_file("file:///data/a.zip"), Some("/data/a.zip"));
-        assert_eq!(model_file("https://models.example.com/a.zip"), None);
+        let cases = [
+            ("file:///data/a.zip", Some("/data/a.zip")),
+            ("file:/data/a.zip", Some("/data/a.zip")),
+            ("file://localhost/data/a.zip", Some("/data/a.zip")),
+            ("file:///data/line%203.zip", Some("/data/line 3.zip")),
+            ("https://models.example.com/a.zip", None),
+        ];
+
+        for (url, path) in cases {
+            assert_eq!(model_file(url).as_deref(), path, "{url}");
+        }
     }
 }
