@@ -73,17 +73,7 @@ fn model_swap_drops_no_frames() {
             )
         );
     }
-    let digests: Vec<&str> = results
-        .iter()
-        .map(|result| result["model_digest"].as_str().unwrap())
-        .collect();
-    let switch = digests
-        .iter()
-        .position(|digest| *digest == new_digest)
-        .unwrap();
-    assert!(switch > 0, "the first model served first");
-    assert!(digests[..switch].iter().all(|digest| *digest == old_digest));
-    assert!(digests[switch..].iter().all(|digest| *digest == new_digest));
+    serve_support::assert_one_model_switch(&results, &old_digest, &new_digest);
     assert_eq!(latest["model_digest"], new_digest.as_str());
     assert_eq!(
         serve_support::metric_value(&metrics, "visionfleet_agent_model_swaps_total"),

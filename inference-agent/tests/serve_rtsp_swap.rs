@@ -60,14 +60,7 @@ fn rtsp_model_swap_drops_no_frames() {
         );
     }
 
-    let digests: Vec<&str> = results.iter().map(digest).collect();
-    let switch = digests
-        .iter()
-        .position(|digest| *digest == new_digest)
-        .expect("results of the new model");
-    assert!(switch > 0, "the first model served first");
-    assert!(digests[..switch].iter().all(|digest| *digest == old_digest));
-    assert!(digests[switch..].iter().all(|digest| *digest == new_digest));
+    serve_support::assert_one_model_switch(&results, &old_digest, &new_digest);
 
     assert!(
         results

@@ -87,7 +87,12 @@ impl World {
                 .resource(GPU_RESOURCE, "1");
         }
 
-        let node = self.fleet.create_node(&template).await?;
+        self.add_node_from(&template).await
+    }
+
+    /// Creates a fake node from `template` and starts its kubelet.
+    pub async fn add_node_from(&mut self, template: &NodeTemplate) -> Result<String> {
+        let node = self.fleet.create_node(template).await?;
         self.kubelet.start_node(&node.name_any()).await?;
         Ok(node.name_any())
     }

@@ -37,7 +37,7 @@ fn example(name: &str) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Creates a node with `labels` and `resources` and starts its kubelet.
+/// Creates a fake node with `labels` and `resources` and starts its kubelet.
 async fn add_node(
     world: &mut World,
     suffix: &str,
@@ -51,10 +51,7 @@ async fn add_node(
     for (name, quantity) in resources {
         template = template.resource(*name, *quantity);
     }
-
-    let node = world.fleet.create_node(&template).await?;
-    world.kubelet.start_node(&node.name_any()).await?;
-    Ok(node.name_any())
+    world.add_node_from(&template).await
 }
 
 /// Returns the name of the DaemonSet that owns each agent pod, by node.

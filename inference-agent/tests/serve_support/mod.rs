@@ -343,6 +343,23 @@ impl Drop for Agent {
     }
 }
 
+/// Asserts that `results` come from the model `old_digest` first, then,
+/// after one switch, only from `new_digest`.
+pub fn assert_one_model_switch(results: &[Value], old_digest: &str, new_digest: &str) {
+    let digests: Vec<&str> = results
+        .iter()
+        .map(|result| result["model_digest"].as_str().expect("a model digest"))
+        .collect();
+    let switch = digests
+        .iter()
+        .position(|digest| *digest == new_digest)
+        .expect("results of the new model");
+
+    assert!(switch > 0, "the first model served first");
+    assert!(digests[..switch].iter().all(|digest| *digest == old_digest));
+    assert!(digests[switch..].iter().all(|digest| *digest == new_digest));
+}
+
 /// Returns the value of one series in Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
