@@ -24,9 +24,9 @@ use crate::decode::Prediction;
 
 /// Inference latency buckets in seconds. A compact Custom Vision model
 /// (224 x 224 classifier, 320-416 pixel detector) takes an estimated 2-20 ms
-/// on a desktop CPU, 10-100 ms on an Atom-class CPU or an Intel NCS2, and up
-/// to about a second on a slow ARM board. Slower than 2.5 s means something
-/// is wrong, and the `+Inf` bucket still counts it.
+/// on a desktop CPU and 10-100 ms on an Atom-class CPU or an Intel NCS2. On
+/// a slow ARM board it takes up to about a second. Slower than 2.5 s means
+/// something is wrong, and the `+Inf` bucket still counts it.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];

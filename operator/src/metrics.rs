@@ -166,13 +166,13 @@ impl Metrics {
             .exported
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let gone: Vec<(String, String)> = exported
+        let deleted: Vec<(String, String)> = exported
             .keys()
             .filter(|key| !live.contains(*key))
             .cloned()
             .collect();
 
-        for key in gone {
+        for key in deleted {
             let devices = exported.remove(&key).unwrap_or_default();
             let (namespace, name) = (key.0.as_str(), key.1.as_str());
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
-/// What the server answers for one path.
+/// Response the server sends for one path.
 #[derive(Clone, Debug)]
 pub enum Served {
     /// The file, with `application/zip` or `application/octet-stream`.
@@ -69,7 +69,7 @@ impl ModelServer {
         })
     }
 
-    /// Sets what `path` (without a leading slash) answers.
+    /// Sets the response for `path` (without a leading slash).
     pub fn set(&self, path: &str, served: Served) {
         self.files
             .served
@@ -83,7 +83,7 @@ impl ModelServer {
         format!("http://{}/{path}", self.address)
     }
 
-    /// Returns how many requests the server has answered.
+    /// Returns the number of requests the server has served.
     pub fn requests(&self) -> u64 {
         self.files.requests.load(Ordering::Relaxed)
     }

@@ -173,12 +173,12 @@ async fn model_change_rolls_out_within_max_unavailable() -> Result<()> {
 
     // Sample the fleet while it rolls: never more than one node without a ready agent.
     let new_digest = sha256_digest("orientation-classification.zip")?;
-    let most_unavailable = std::cell::Cell::new(0);
+    let max_unavailable_seen = std::cell::Cell::new(0);
     let status = wait_for("the new model on all four nodes", CONVERGE, || async {
         let pods = world.agent_pods("shelves").await.map_err(Unmet::fatal)?;
         let ready = pods.values().filter(|pod| is_ready(pod)).count();
-        most_unavailable.set(
-            most_unavailable
+        max_unavailable_seen.set(
+            max_unavailable_seen
                 .get()
                 .max(nodes.len().saturating_sub(ready)),
         );
@@ -210,10 +210,10 @@ async fn model_change_rolls_out_within_max_unavailable() -> Result<()> {
     })
     .await?;
 
-    let most_unavailable = most_unavailable.get();
+    let max_unavailable_seen = max_unavailable_seen.get();
     ensure!(
-        most_unavailable <= 1,
-        "{most_unavailable} nodes were unavailable at once; maxUnavailable is 1"
+        max_unavailable_seen <= 1,
+        "{max_unavailable_seen} nodes were unavailable at once; maxUnavailable is 1"
     );
     ensure!(
         condition_is(&status, "Ready", "True", "AllNodesReady").is_ok(),

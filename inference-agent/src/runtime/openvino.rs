@@ -1,11 +1,11 @@
 //! Discovery of the devices the OpenVINO runtime beside ONNX Runtime can use.
 //!
 //! ONNX Runtime's OpenVINO execution provider does not list OpenVINO's
-//! devices through ONNX Runtime's API, so the agent queries OpenVINO itself:
-//! it loads the OpenVINO C library (`libopenvino_c.so`) that the
-//! onnxruntime-openvino wheel ships next to `libonnxruntime.so` and calls
-//! `ov_core_get_available_devices`, the same call the execution provider
-//! makes when it checks a requested device.
+//! devices through ONNX Runtime's API, so the agent queries OpenVINO itself.
+//! It loads the OpenVINO C library (`libopenvino_c.so`) that the
+//! onnxruntime-openvino wheel ships next to `libonnxruntime.so`. Then it
+//! calls `ov_core_get_available_devices`, the same call the execution
+//! provider makes when it checks a requested device.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
